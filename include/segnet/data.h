@@ -1,0 +1,153 @@
+#pragma once
+// Labelled image datasets: discovery, validated decoding, statistics and batching.
+#include <opencv2/core.hpp>
+#include <torch/types.h>
+
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <filesystem>
+#include <future>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace segnet {
+
+namespace fs = std::filesystem;
+
+// Label value of pixels that neither loss nor metrics count, after decoding.
+constexpr int64_t kIgnoreLabel = 255;
+
+struct Size2 {
+  int64_t height = 0;
+  int64_t width = 0;
+};
+// "HxW" (e.g. "360x480"); anything else, or a side outside 1..16384, is an Error.
+Size2 parse_size(const std::string& text);
+std::string to_string(Size2 size);
+
+struct ClassInfo {
+  std::string name;
+  std::array<uint8_t, 3> rgb;
+};
+// `id,name,r,g,b` with ids 0..N-1 in order (a header line is allowed).
+std::vector<ClassInfo> read_classes_csv(const fs::path& file);
+// Names "class0".. and a fixed distinct palette, for datasets without classes.csv.
+std::vector<ClassInfo> default_classes(int64_t count);
+
+// How stored label values map to classes: 0..num_classes-1 are classes, `void_labels` are ignored,
+// anything else is an error naming the file and the value.
+struct LabelSpec {
+  int64_t num_classes = 0;
+  std::vector<int64_t> void_labels;
+};
+// Void is `void_label` when given, else num_classes and 255 (CamVid: 11).
+LabelSpec make_label_spec(int64_t num_classes, std::optional<int64_t> void_label);
+
+struct SamplePaths {
+  fs::path image;
+  fs::path label;
+};
+// A list file of `IMAGE LABEL` lines relative to `dir` (blank lines and '#' comments skipped).
+std::vector<SamplePaths> read_list(const fs::path& dir, const fs::path& list_file);
+// `dir/images` and `dir/masks`, paired by file stem.
+std::vector<SamplePaths> pair_folders(const fs::path& dir);
+// The list when `dir/list` exists, else the images/ masks/ pairing; an empty result is an Error.
+std::vector<SamplePaths> find_samples(const fs::path& dir, const std::string& list);
+
+// Decodes an image as 8-bit RGB; unreadable or corrupt files are Errors naming the file.
+cv::Mat read_image(const fs::path& file);
+// Decodes a single-channel label image and maps it to class ids with void -> kIgnoreLabel.
+cv::Mat read_label(const fs::path& file, const LabelSpec& spec);
+
+struct Sample {
+  cv::Mat image;  // RGB, CV_8UC3
+  cv::Mat label;  // class ids, CV_8UC1, kIgnoreLabel for void
+};
+// Reads both files and checks that their sizes agree.
+Sample read_sample(const SamplePaths& paths, const LabelSpec& spec);
+// Area interpolation when shrinking, bilinear otherwise.
+cv::Mat resize_image(const cv::Mat& rgb, Size2 size);
+// The image as resize_image does it, the label by nearest neighbour.
+Sample resize_sample(const Sample& sample, Size2 size);
+
+struct Normalization {
+  std::array<float, 3> mean{0.f, 0.f, 0.f};  // per RGB channel, on 0..1 values
+  std::array<float, 3> std{1.f, 1.f, 1.f};
+};
+// HxW RGB uint8 -> 3xHxW float, normalised.
+torch::Tensor image_to_tensor(const cv::Mat& rgb, const Normalization& norm);
+
+struct DatasetStatistics {
+  Normalization norm;
+  std::vector<int64_t> class_pixels;    // pixels of each class
+  std::vector<int64_t> present_pixels;  // pixels of the images in which each class appears
+};
+// One parallel pass over the samples at `size`; also validates every file.
+DatasetStatistics compute_statistics(const std::vector<SamplePaths>& samples, const LabelSpec& spec, Size2 size);
+
+struct Batch {
+  torch::Tensor images;  // N x 3 x H x W float
+  torch::Tensor labels;  // N x H x W int64, kIgnoreLabel for void
+};
+
+// Batches of a dataset at a fixed size. The order and flips of an epoch depend only on its seed,
+// so a resumed run sees exactly the batches an uninterrupted one would. Decoding runs ahead
+// in background threads while the caller computes.
+class BatchLoader {
+ public:
+  struct Options {
+    Size2 size;
+    int64_t batch_size = 1;
+    bool shuffle = false;
+    bool flip = false;     // random horizontal flip
+    int64_t prefetch = 4;  // batches decoded ahead
+  };
+  BatchLoader(std::vector<SamplePaths> samples, LabelSpec spec, Normalization norm, Options options);
+
+  int64_t batches_per_epoch() const;
+  const std::vector<SamplePaths>& samples() const { return samples_; }
+
+  class Epoch {
+   public:
+    // False once the epoch is exhausted. Rethrows a decoding error of the batch.
+    bool next(Batch& batch);
+    // Seconds the caller spent blocked waiting for a batch.
+    double wait_seconds() const { return wait_seconds_; }
+
+   private:
+    friend class BatchLoader;
+    struct Plan {
+      std::vector<size_t> indices;
+      std::vector<bool> flips;
+    };
+    Epoch(const BatchLoader* loader, std::vector<Plan> plans);
+    void launch();
+    const BatchLoader* loader_;
+    std::vector<Plan> plans_;
+    size_t launched_ = 0;
+    std::deque<std::future<Batch>> pending_;
+    double wait_seconds_ = 0;
+  };
+  Epoch epoch(uint64_t seed) const;
+
+ private:
+  Batch load(const Epoch::Plan& plan) const;
+  std::vector<SamplePaths> samples_;
+  LabelSpec spec_;
+  Normalization norm_;
+  Options options_;
+};
+
+// A labelled dataset generated from shapes with class-specific colours and textures plus noise,
+// written in the list layout (train/ trainannot/ val/ valannot/ train.txt val.txt classes.csv).
+struct SynthOptions {
+  fs::path out;
+  int64_t count = 120;  // images in all; a fifth go to val
+  Size2 size{96, 128};
+  uint64_t seed = 1;
+};
+void synthesize_dataset(const SynthOptions& options);
+
+}  // namespace segnet

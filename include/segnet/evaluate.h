@@ -1,0 +1,23 @@
+#pragma once
+// Scoring a model on a labelled list with the SegNet paper's metrics.
+#include <segnet/data.h>
+#include <segnet/metrics.h>
+#include <segnet/segmenter.h>
+
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <vector>
+
+namespace segnet {
+
+// Predictions are compared with each label at the label's own resolution. `progress(done, total)`
+// is called after each image when given.
+ConfusionMatrix evaluate(Segmenter& segmenter, const std::vector<SamplePaths>& samples, const LabelSpec& spec,
+                         const std::function<void(size_t, size_t)>& progress = {});
+
+// global_acc, class_avg_acc, miou, per_class [{name, iou, acc}], confusion (rows = truth).
+// Undefined values (a class absent from truth and prediction) are null.
+nlohmann::json metrics_json(const ConfusionMatrix& matrix, const std::vector<ClassInfo>& classes);
+
+}  // namespace segnet

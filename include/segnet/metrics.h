@@ -1,0 +1,44 @@
+#pragma once
+// The SegNet paper's metrics and class balancing.
+#include <torch/types.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <vector>
+
+namespace segnet {
+
+// Counts of (ground truth, prediction) pairs over non-void pixels.
+class ConfusionMatrix {
+ public:
+  explicit ConfusionMatrix(int64_t num_classes);
+
+  // `prediction` and `target` hold class ids of the same shape; target pixels that are not a class
+  // (kIgnoreLabel) are skipped.
+  void add(const torch::Tensor& prediction, const torch::Tensor& target);
+  void merge(const ConfusionMatrix& other);
+
+  int64_t num_classes() const { return num_classes_; }
+  int64_t count(int64_t truth, int64_t predicted) const;
+  const std::vector<int64_t>& counts() const { return counts_; }  // row-major, [truth][predicted]
+
+  double global_accuracy() const;         // correct / all counted pixels ("G")
+  std::vector<double> class_accuracy() const;  // recall per class; NaN for classes never in the truth
+  std::vector<double> class_iou() const;       // NaN where a class is neither true nor predicted
+  double class_average_accuracy() const;  // mean of defined class accuracies ("C")
+  double mean_iou() const;                // mean of defined class IoUs
+
+ private:
+  int64_t num_classes_;
+  std::vector<int64_t> counts_;
+};
+
+// Median frequency balancing (Eigen & Fergus): freq(c) = pixels of c / pixels of the images where c
+// is present; weight(c) = median over present classes of freq / freq(c). Absent classes get 0.
+std::vector<float> median_frequency_weights(const std::vector<int64_t>& class_pixels,
+                                            const std::vector<int64_t>& present_pixels);
+
+// One weight per class, separated by whitespace, commas or newlines.
+std::vector<float> read_class_weights(const std::filesystem::path& file, int64_t num_classes);
+
+}  // namespace segnet

@@ -1,0 +1,13 @@
+#pragma once
+// The whole public API of the segnet library.
+#include <segnet/checkpoint.h>
+#include <segnet/data.h>
+#include <segnet/error.h>
+#include <segnet/evaluate.h>
+#include <segnet/files.h>
+#include <segnet/image.h>
+#include <segnet/metrics.h>
+#include <segnet/model.h>
+#include <segnet/runtime.h>
+#include <segnet/segmenter.h>
+#include <segnet/train.h>

@@ -1,0 +1,109 @@
+#include <segnet/data.h>
+#include <segnet/error.h>
+#include <segnet/model.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+namespace segnet {
+
+static bool parse_int(const std::string& text, int64_t& value) {
+  const size_t first = !text.empty() && text[0] == '-';
+  if (text.size() == first || text.find_first_not_of("0123456789", first) != std::string::npos) return false;
+  try {
+    size_t used = 0;
+    value = std::stoll(text, &used);
+    return used == text.size();
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+static std::string trim(const std::string& s) {
+  const auto b = s.find_first_not_of(" \t\r\n");
+  const auto e = s.find_last_not_of(" \t\r\n");
+  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
+}
+
+Size2 parse_size(const std::string& text) {
+  const auto x = text.find('x');
+  int64_t h = 0, w = 0;
+  if (x == std::string::npos || !parse_int(text.substr(0, x), h) || !parse_int(text.substr(x + 1), w))
+    throw Error("--size: '" + text + "' is not HxW (e.g. 360x480)");
+  if (h < 1 || w < 1 || h > 16384 || w > 16384)
+    throw Error("--size: " + text + " is impossible (each side must be 1..16384)");
+  return {h, w};
+}
+
+std::string to_string(Size2 size) { return std::to_string(size.height) + "x" + std::to_string(size.width); }
+
+std::vector<ClassInfo> read_classes_csv(const fs::path& file) {
+  std::ifstream in(file);
+  if (!in) throw Error(file, "cannot open class list");
+  std::vector<ClassInfo> classes;
+  std::string line;
+  for (int line_no = 1; std::getline(in, line); ++line_no) {
+    line = trim(line);
+    if (line.empty() || line[0] == '#') continue;
+    std::vector<std::string> fields;
+    std::stringstream ss(line);
+    for (std::string f; std::getline(ss, f, ',');) fields.push_back(trim(f));
+    int64_t id = 0;
+    if (classes.empty() && !fields.empty() && !parse_int(fields[0], id)) continue;  // header
+    int64_t rgb[3];
+    const std::string where = "line " + std::to_string(line_no) + ": ";
+    if (fields.size() != 5 || !parse_int(fields[0], id) || !parse_int(fields[2], rgb[0]) ||
+        !parse_int(fields[3], rgb[1]) || !parse_int(fields[4], rgb[2]))
+      throw Error(file, where + "expected id,name,r,g,b");
+    if (id != static_cast<int64_t>(classes.size()))
+      throw Error(file, where + "class id " + std::to_string(id) + " out of order (expected " +
+                            std::to_string(classes.size()) + ")");
+    for (int64_t c : rgb)
+      if (c < 0 || c > 255) throw Error(file, where + "colour component " + std::to_string(c) + " not in 0..255");
+    classes.push_back({fields[1], {uint8_t(rgb[0]), uint8_t(rgb[1]), uint8_t(rgb[2])}});
+  }
+  if (classes.empty()) throw Error(file, "no classes");
+  if (static_cast<int64_t>(classes.size()) >= kMaxClasses) throw Error(file, "too many classes (at most 254)");
+  return classes;
+}
+
+std::vector<ClassInfo> default_classes(int64_t count) {
+  std::vector<ClassInfo> classes;
+  for (int64_t i = 0; i < count; ++i) {
+    // Hues spread by the golden angle stay distinct for any count.
+    const double h = std::fmod(i * 137.508, 360.0) / 60.0, v = i % 2 ? 0.75 : 1.0, s = 0.8;
+    const double c = v * s, x = c * (1 - std::fabs(std::fmod(h, 2.0) - 1)), m = v - c;
+    double r = 0, g = 0, b = 0;
+    switch (static_cast<int>(h)) {
+      case 0: r = c, g = x; break;
+      case 1: r = x, g = c; break;
+      case 2: g = c, b = x; break;
+      case 3: g = x, b = c; break;
+      case 4: r = x, b = c; break;
+      default: r = c, b = x; break;
+    }
+    classes.push_back({"class" + std::to_string(i),
+                       {uint8_t(std::lround((r + m) * 255)), uint8_t(std::lround((g + m) * 255)),
+                        uint8_t(std::lround((b + m) * 255))}});
+  }
+  return classes;
+}
+
+LabelSpec make_label_spec(int64_t num_classes, std::optional<int64_t> void_label) {
+  if (num_classes < 1 || num_classes >= kMaxClasses)
+    throw Error("--num-classes: " + std::to_string(num_classes) + " is not in 1..254");
+  LabelSpec spec{num_classes, {}};
+  if (void_label) {
+    if (*void_label < num_classes || *void_label > 255)
+      throw Error("--void-label: " + std::to_string(*void_label) + " must be in " + std::to_string(num_classes) +
+                  "..255 (not a class id)");
+    spec.void_labels = {*void_label};
+  } else {
+    spec.void_labels = {num_classes, 255};
+  }
+  return spec;
+}
+
+}  // namespace segnet

@@ -1,0 +1,230 @@
+#include <segnet/data.h>
+#include <segnet/error.h>
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+namespace segnet {
+
+std::vector<SamplePaths> read_list(const fs::path& dir, const fs::path& list_file) {
+  std::ifstream in(list_file);
+  if (!in) throw Error(list_file, "cannot open list file");
+  std::vector<SamplePaths> samples;
+  std::string line;
+  for (int line_no = 1; std::getline(in, line); ++line_no) {
+    std::stringstream ss(line);
+    std::string image, label, extra;
+    if (!(ss >> image) || image[0] == '#') continue;
+    if (!(ss >> label) || (ss >> extra))
+      throw Error(list_file, "line " + std::to_string(line_no) + ": expected 'IMAGE LABEL', got '" + line + "'");
+    samples.push_back({dir / image, dir / label});
+  }
+  if (samples.empty()) throw Error(list_file, "list is empty");
+  return samples;
+}
+
+static bool is_image_file(const fs::path& p) {
+  std::string ext = p.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
+  return ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".bmp" || ext == ".tif" || ext == ".tiff";
+}
+
+std::vector<SamplePaths> pair_folders(const fs::path& dir) {
+  const fs::path images = dir / "images", masks = dir / "masks";
+  if (!fs::is_directory(images) || !fs::is_directory(masks))
+    throw Error(dir, "expected a list file or the folders images/ and masks/");
+  std::map<std::string, fs::path> mask_by_stem;
+  for (const auto& e : fs::directory_iterator(masks))
+    if (is_image_file(e.path())) mask_by_stem[e.path().stem().string()] = e.path();
+  std::vector<SamplePaths> samples;
+  for (const auto& e : fs::directory_iterator(images)) {
+    if (!is_image_file(e.path())) continue;
+    const auto m = mask_by_stem.find(e.path().stem().string());
+    if (m == mask_by_stem.end()) throw Error(e.path(), "no mask with the same name in " + masks.string());
+    samples.push_back({e.path(), m->second});
+  }
+  std::sort(samples.begin(), samples.end(), [](auto& a, auto& b) { return a.image < b.image; });
+  if (samples.empty()) throw Error(images, "no images");
+  return samples;
+}
+
+std::vector<SamplePaths> find_samples(const fs::path& dir, const std::string& list) {
+  if (!fs::is_directory(dir)) throw Error(dir, "dataset directory not found");
+  const fs::path list_file = fs::path(list).is_absolute() ? fs::path(list) : dir / list;
+  if (fs::exists(list_file)) return read_list(dir, list_file);
+  if (fs::is_directory(dir / "images")) return pair_folders(dir);
+  throw Error(list_file, "list file not found (and no images/ masks/ folders in " + dir.string() + ")");
+}
+
+// A PNG's chunks must run, length by length, to an IEND chunk. Checking that first keeps truncated
+// files away from libpng, which would print its own complaint besides our error.
+static bool png_is_truncated(const std::vector<uint8_t>& bytes) {
+  static const uint8_t signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  if (bytes.size() < 8 || !std::equal(signature, signature + 8, bytes.begin())) return false;  // not a PNG
+  for (size_t at = 8; at + 12 <= bytes.size();) {
+    const uint64_t length = (uint64_t(bytes[at]) << 24) | (bytes[at + 1] << 16) | (bytes[at + 2] << 8) | bytes[at + 3];
+    if (std::equal(bytes.begin() + at + 4, bytes.begin() + at + 8, "IEND")) return false;
+    at += 12 + length;
+  }
+  return true;
+}
+
+static cv::Mat decode(const fs::path& file, int flags) {
+  if (!fs::is_regular_file(file)) throw Error(file, "no such file");
+  std::ifstream in(file, std::ios::binary);
+  const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in && !in.eof()) throw Error(file, "cannot read");
+  if (png_is_truncated(bytes)) throw Error(file, "truncated PNG");
+  cv::Mat m;
+  try {
+    m = cv::imdecode(bytes, flags);
+  } catch (const cv::Exception&) {
+  }
+  if (m.empty()) throw Error(file, "cannot decode image (corrupt, truncated or not an image)");
+  return m;
+}
+
+cv::Mat read_image(const fs::path& file) {
+  cv::Mat bgr = decode(file, cv::IMREAD_COLOR), rgb;
+  cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+  return rgb;
+}
+
+cv::Mat read_label(const fs::path& file, const LabelSpec& spec) {
+  cv::Mat raw = decode(file, cv::IMREAD_UNCHANGED);
+  if (raw.channels() == 3 || raw.channels() == 4) {
+    // Grey masks saved as RGB are fine; real colours mean a colour mask where ids were expected.
+    std::vector<cv::Mat> ch;
+    cv::split(raw, ch);
+    if (cv::countNonZero(ch[0] != ch[1]) || cv::countNonZero(ch[0] != ch[2]))
+      throw Error(file, "label image has colours; expected single-channel class ids (a colour mask?)");
+    raw = ch[0];
+  }
+  if (raw.channels() != 1) throw Error(file, "label image must have one channel");
+  if (raw.depth() == CV_16U) {
+    double max = 0;
+    cv::minMaxLoc(raw, nullptr, &max);
+    if (max > 255) throw Error(file, "label value " + std::to_string(int64_t(max)) + " is neither a class nor void");
+    raw.convertTo(raw, CV_8U);
+  }
+  if (raw.depth() != CV_8U) throw Error(file, "label image must be 8- or 16-bit integers");
+
+  int64_t histogram[256] = {0};
+  for (int r = 0; r < raw.rows; ++r) {
+    const uint8_t* p = raw.ptr<uint8_t>(r);
+    for (int c = 0; c < raw.cols; ++c) ++histogram[p[c]];
+  }
+  cv::Mat lut(1, 256, CV_8U);
+  for (int v = 0; v < 256; ++v) {
+    const bool is_void = std::count(spec.void_labels.begin(), spec.void_labels.end(), v) > 0;
+    if (v < spec.num_classes) {
+      lut.at<uint8_t>(v) = static_cast<uint8_t>(v);
+    } else if (is_void) {
+      lut.at<uint8_t>(v) = static_cast<uint8_t>(kIgnoreLabel);
+    } else {
+      lut.at<uint8_t>(v) = 0;
+      if (histogram[v])
+        throw Error(file, "label value " + std::to_string(v) + " is neither a class (0.." +
+                              std::to_string(spec.num_classes - 1) + ") nor void");
+    }
+  }
+  cv::Mat label;
+  cv::LUT(raw, lut, label);
+  return label;
+}
+
+Sample read_sample(const SamplePaths& paths, const LabelSpec& spec) {
+  Sample s{read_image(paths.image), read_label(paths.label, spec)};
+  if (s.image.size() != s.label.size())
+    throw Error(paths.label, "mask is " + std::to_string(s.label.rows) + "x" + std::to_string(s.label.cols) +
+                                 " but its image " + paths.image.string() + " is " + std::to_string(s.image.rows) +
+                                 "x" + std::to_string(s.image.cols));
+  return s;
+}
+
+cv::Mat resize_image(const cv::Mat& rgb, Size2 size) {
+  const cv::Size target(static_cast<int>(size.width), static_cast<int>(size.height));
+  if (rgb.size() == target) return rgb;
+  const bool shrinking = target.width <= rgb.cols && target.height <= rgb.rows;
+  cv::Mat out;
+  cv::resize(rgb, out, target, 0, 0, shrinking ? cv::INTER_AREA : cv::INTER_LINEAR);
+  return out;
+}
+
+Sample resize_sample(const Sample& sample, Size2 size) {
+  Sample out{resize_image(sample.image, size), sample.label};
+  if (out.label.rows != size.height || out.label.cols != size.width)
+    cv::resize(sample.label, out.label, out.image.size(), 0, 0, cv::INTER_NEAREST);
+  return out;
+}
+
+torch::Tensor image_to_tensor(const cv::Mat& rgb, const Normalization& norm) {
+  const cv::Mat m = rgb.isContinuous() ? rgb : rgb.clone();
+  auto t = torch::from_blob(m.data, {m.rows, m.cols, 3}, torch::kUInt8).permute({2, 0, 1}).to(torch::kFloat);
+  const auto mean = torch::tensor({norm.mean[0], norm.mean[1], norm.mean[2]}).view({3, 1, 1});
+  const auto std = torch::tensor({norm.std[0], norm.std[1], norm.std[2]}).view({3, 1, 1});
+  return t.div_(255.f).sub_(mean).div_(std).contiguous();
+}
+
+namespace {
+struct Accumulator {
+  double sum[3] = {0, 0, 0}, sum_sq[3] = {0, 0, 0};
+  int64_t pixels = 0;
+  std::vector<int64_t> class_pixels, present_pixels;
+};
+}  // namespace
+
+DatasetStatistics compute_statistics(const std::vector<SamplePaths>& samples, const LabelSpec& spec, Size2 size) {
+  const size_t workers = std::min<size_t>(samples.size(), std::max(1u, std::thread::hardware_concurrency()));
+  std::vector<std::future<Accumulator>> parts;
+  for (size_t w = 0; w < workers; ++w)
+    parts.push_back(std::async(std::launch::async, [&, w] {
+      Accumulator a;
+      a.class_pixels.assign(spec.num_classes, 0);
+      a.present_pixels.assign(spec.num_classes, 0);
+      for (size_t i = w; i < samples.size(); i += workers) {
+        const Sample s = resize_sample(read_sample(samples[i], spec), size);
+        cv::Scalar mean, sd;
+        cv::meanStdDev(s.image, mean, sd);
+        const int64_t n = int64_t(s.image.total());
+        for (int c = 0; c < 3; ++c)
+          a.sum[c] += mean[c] / 255.0 * n, a.sum_sq[c] += (sd[c] * sd[c] + mean[c] * mean[c]) / (255.0 * 255.0) * n;
+        a.pixels += n;
+        std::vector<int64_t> counts(256, 0);
+        for (int r = 0; r < s.label.rows; ++r) {
+          const uint8_t* p = s.label.ptr<uint8_t>(r);
+          for (int c = 0; c < s.label.cols; ++c) ++counts[p[c]];
+        }
+        for (int64_t c = 0; c < spec.num_classes; ++c)
+          if (counts[c]) a.class_pixels[c] += counts[c], a.present_pixels[c] += n;
+      }
+      return a;
+    }));
+  DatasetStatistics stats;
+  stats.class_pixels.assign(spec.num_classes, 0);
+  stats.present_pixels.assign(spec.num_classes, 0);
+  double sum[3] = {0, 0, 0}, sum_sq[3] = {0, 0, 0};
+  int64_t pixels = 0;
+  for (auto& f : parts) {  // get() rethrows a worker's error
+    const Accumulator a = f.get();
+    for (int c = 0; c < 3; ++c) sum[c] += a.sum[c], sum_sq[c] += a.sum_sq[c];
+    pixels += a.pixels;
+    for (int64_t c = 0; c < spec.num_classes; ++c)
+      stats.class_pixels[c] += a.class_pixels[c], stats.present_pixels[c] += a.present_pixels[c];
+  }
+  for (int c = 0; c < 3; ++c) {
+    const double mean = sum[c] / pixels, var = sum_sq[c] / pixels - mean * mean;
+    stats.norm.mean[c] = static_cast<float>(mean);
+    stats.norm.std[c] = static_cast<float>(std::sqrt(std::max(var, 1e-6)));
+  }
+  return stats;
+}
+
+}  // namespace segnet

@@ -1,0 +1,53 @@
+#include <segnet/evaluate.h>
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <deque>
+#include <future>
+
+namespace segnet {
+
+ConfusionMatrix evaluate(Segmenter& segmenter, const std::vector<SamplePaths>& samples, const LabelSpec& spec,
+                         const std::function<void(size_t, size_t)>& progress) {
+  ConfusionMatrix matrix(spec.num_classes);
+  // Decode the next images while the network runs.
+  std::deque<std::future<Sample>> ahead;
+  size_t launched = 0;
+  auto launch = [&] {
+    ahead.push_back(std::async(std::launch::async, [&, i = launched] { return read_sample(samples[i], spec); }));
+    ++launched;
+  };
+  for (size_t i = 0; i < samples.size(); ++i) {
+    while (launched < samples.size() && ahead.size() < 2) launch();
+    const Sample s = ahead.front().get();
+    ahead.pop_front();
+    const cv::Mat predicted = segmenter.segment(s.image);
+    auto as_tensor = [](const cv::Mat& m) { return torch::from_blob(m.data, {m.rows, m.cols}, torch::kUInt8); };
+    matrix.add(as_tensor(predicted), as_tensor(s.label));
+    if (progress) progress(i + 1, samples.size());
+  }
+  return matrix;
+}
+
+static nlohmann::json number(double v) { return std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v); }
+
+nlohmann::json metrics_json(const ConfusionMatrix& matrix, const std::vector<ClassInfo>& classes) {
+  nlohmann::json j;
+  j["global_acc"] = number(matrix.global_accuracy());
+  j["class_avg_acc"] = number(matrix.class_average_accuracy());
+  j["miou"] = number(matrix.mean_iou());
+  const auto iou = matrix.class_iou(), acc = matrix.class_accuracy();
+  j["per_class"] = nlohmann::json::array();
+  for (int64_t c = 0; c < matrix.num_classes(); ++c)
+    j["per_class"].push_back({{"name", classes[c].name}, {"iou", number(iou[c])}, {"acc", number(acc[c])}});
+  j["confusion"] = nlohmann::json::array();
+  for (int64_t t = 0; t < matrix.num_classes(); ++t) {
+    std::vector<int64_t> row;
+    for (int64_t p = 0; p < matrix.num_classes(); ++p) row.push_back(matrix.count(t, p));
+    j["confusion"].push_back(row);
+  }
+  return j;
+}
+
+}  // namespace segnet

@@ -1,0 +1,23 @@
+#pragma once
+// Progress of a long loop on stderr: one live line on a terminal, occasional plain lines otherwise.
+#include <chrono>
+#include <string>
+
+namespace segnet {
+
+class Progress {
+ public:
+  Progress(std::string label, int64_t total, bool enabled);
+  // `done` of `total` steps; `status` is appended (e.g. "loss 0.52").
+  void update(int64_t done, const std::string& status);
+  void finish(const std::string& summary);
+
+ private:
+  std::string label_;
+  int64_t total_;
+  bool enabled_, terminal_;
+  int64_t last_logged_ = 0;
+  std::chrono::steady_clock::time_point start_;
+};
+
+}  // namespace segnet

@@ -1,0 +1,114 @@
+#include <segnet/checkpoint.h>
+#include <segnet/error.h>
+#include <segnet/segmenter.h>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <fstream>
+#include <unistd.h>
+
+using namespace segnet;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+  fs::path path = fs::temp_directory_path() /
+                  ("segnet_checkpoint_test_" + std::to_string(::getpid()) + "_" +
+                   ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  TempDir() { fs::create_directories(path); }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+ModelInfo make_info(const std::string& model, int64_t classes) {
+  ModelInfo info;
+  info.model = model;
+  info.classes = default_classes(classes);
+  info.void_labels = {classes, 255};
+  info.size = {24, 32};
+  info.norm = {{0.4f, 0.5f, 0.6f}, {0.2f, 0.25f, 0.3f}};
+  info.class_weights = std::vector<float>(classes, 1.5f);
+  return info;
+}
+
+cv::Mat random_image(int rows, int cols) {
+  cv::Mat m(rows, cols, CV_8UC3);
+  cv::randu(m, 0, 255);
+  return m;
+}
+
+}  // namespace
+
+TEST(Checkpoint, RoundTripGivesBitIdenticalPredictions) {
+  TempDir dir;
+  const auto info = make_info("segnet-basic", 4);
+  torch::manual_seed(1);
+  SegNet model(info.options());
+  // Non-trivial batch-norm statistics, so that buffers are checked too.
+  model->train();
+  model->forward(torch::randn({2, 3, 24, 32}) * 3 + 1);
+  model->eval();
+  TrainState state;
+  state.epoch = 7;
+  state.best_miou = 0.5;
+  save_checkpoint(dir.path / "m.pt", info, model, nullptr, state);
+
+  const Checkpoint ck = load_checkpoint(dir.path / "m.pt");
+  EXPECT_EQ(ck.info.model, "segnet-basic");
+  EXPECT_EQ(ck.info.classes.size(), 4u);
+  EXPECT_EQ(ck.info.classes[2].name, info.classes[2].name);
+  EXPECT_EQ(ck.info.classes[2].rgb, info.classes[2].rgb);
+  EXPECT_EQ(ck.info.norm.mean, info.norm.mean);
+  EXPECT_EQ(ck.info.norm.std, info.norm.std);
+  EXPECT_EQ(ck.info.class_weights, info.class_weights);
+  EXPECT_EQ(ck.state.epoch, 7);
+
+  Segmenter original(info, model, torch::kCPU), loaded(ck.info, ck.model, torch::kCPU);
+  const cv::Mat image = random_image(29, 41);
+  EXPECT_TRUE(torch::equal(original.probabilities(image), loaded.probabilities(image)));
+}
+
+TEST(Checkpoint, TruncatedFileIsAnErrorNamingIt) {
+  TempDir dir;
+  const auto info = make_info("segnet-basic", 3);
+  SegNet model(info.options());
+  save_checkpoint(dir.path / "m.pt", info, model, nullptr, {});
+  fs::resize_file(dir.path / "m.pt", fs::file_size(dir.path / "m.pt") / 2);
+  try {
+    load_checkpoint(dir.path / "m.pt");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("m.pt"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Checkpoint, WeightsOfAnotherModelAreRejected) {
+  TempDir dir;
+  // Metadata says 3 classes; the stored classifier has 5.
+  SegNet five(make_info("segnet-basic", 5).options());
+  save_checkpoint(dir.path / "m.pt", make_info("segnet-basic", 3), five, nullptr, {});
+  EXPECT_THROW(load_checkpoint(dir.path / "m.pt"), Error);
+}
+
+TEST(Checkpoint, FileThatIsNotACheckpointIsRejected) {
+  TempDir dir;
+  std::ofstream(dir.path / "x.pt") << "not a checkpoint";
+  EXPECT_THROW(load_checkpoint(dir.path / "x.pt"), Error);
+  torch::save(torch::ones({2}), (dir.path / "tensor.pt").string());  // a LibTorch file, but not ours
+  EXPECT_THROW(load_checkpoint(dir.path / "tensor.pt"), Error);
+  EXPECT_THROW(load_checkpoint(dir.path / "missing.pt"), Error);
+}
+
+TEST(Checkpoint, FailedSaveLeavesExistingFileIntact) {
+  TempDir dir;
+  const auto info = make_info("segnet-basic", 3);
+  SegNet model(info.options());
+  save_checkpoint(dir.path / "m.pt", info, model, nullptr, {});
+  const auto before = fs::file_size(dir.path / "m.pt");
+  // A directory where the temporary file would go makes the write fail.
+  fs::create_directories(dir.path / ("m.pt.tmp" + std::to_string(::getpid())));
+  EXPECT_ANY_THROW(save_checkpoint(dir.path / "m.pt", info, model, nullptr, {}));
+  EXPECT_EQ(fs::file_size(dir.path / "m.pt"), before);
+  EXPECT_NO_THROW(load_checkpoint(dir.path / "m.pt"));
+}

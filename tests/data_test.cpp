@@ -1,0 +1,441 @@
+#include <segnet/data.h>
+#include <segnet/error.h>
+
+#include <gtest/gtest.h>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <fstream>
+#include <iterator>
+#include <set>
+#include <unistd.h>
+
+using namespace segnet;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+  fs::path path = fs::temp_directory_path() /
+                  ("segnet_data_test_" + std::to_string(::getpid()) + "_" +
+                   ::testing::UnitTest::GetInstance()->current_test_info()->test_suite_name() + "_" +
+                   ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  TempDir() { fs::create_directories(path); }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+void write_text(const fs::path& file, const std::string& text) {
+  fs::create_directories(file.parent_path());
+  std::ofstream(file, std::ios::binary) << text;
+}
+
+// cv::imwrite with the folder created first; 3-channel images are BGR as OpenCV expects.
+void write_image(const fs::path& file, const cv::Mat& image) {
+  fs::create_directories(file.parent_path());
+  ASSERT_TRUE(cv::imwrite(file.string(), image)) << file;
+}
+
+cv::Mat grey(int rows, int cols, std::initializer_list<int> values) {
+  cv::Mat m(rows, cols, CV_8UC1);
+  auto it = values.begin();
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) m.at<uint8_t>(r, c) = static_cast<uint8_t>(*it++);
+  return m;
+}
+
+// The message of the segnet::Error that `f` throws; a test failure when it throws none.
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected a segnet::Error";
+  return "";
+}
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+// A dataset in the list layout whose sample i is 32x40 with label i on the bottom three quarters
+// and void on the top quarter (value 5 = num_classes for even i, 255 for odd i). Images are dark
+// on the left half and bright on the right so horizontal flips can be seen.
+constexpr int kLoaderSamples = 5;
+constexpr int64_t kLoaderClasses = 5;
+
+void write_loader_dataset(const fs::path& dir) {
+  std::string list = "# image label\n\n";
+  for (int i = 0; i < kLoaderSamples; ++i) {
+    cv::Mat image(32, 40, CV_8UC3, cv::Scalar(50, 100, 200));        // BGR: R=200 G=100 B=50
+    image.colRange(20, 40).setTo(cv::Scalar(250, 240, 230));        // R=230 on the right
+    cv::Mat label(32, 40, CV_8UC1, cv::Scalar(i));
+    label.rowRange(0, 8).setTo(i % 2 ? 255 : 5);
+    const std::string name = "s" + std::to_string(i) + ".png";
+    write_image(dir / "img" / name, image);
+    write_image(dir / "lab" / name, label);
+    list += "img/" + name + " lab/" + name + "\n";
+  }
+  write_text(dir / "list.txt", list);
+}
+
+// The sample each batch row came from (its class id), in epoch order.
+std::vector<int64_t> sample_order(const std::vector<Batch>& batches) {
+  std::vector<int64_t> order;
+  for (const auto& b : batches)
+    for (int64_t n = 0; n < b.labels.size(0); ++n) order.push_back(b.labels[n][-1][0].item<int64_t>());
+  return order;
+}
+
+std::vector<Batch> run_epoch(const BatchLoader& loader, uint64_t seed) {
+  auto epoch = loader.epoch(seed);
+  std::vector<Batch> batches;
+  Batch b;
+  while (epoch.next(b)) batches.push_back(b);
+  return batches;
+}
+
+BatchLoader make_loader(const fs::path& dir) {
+  BatchLoader::Options options;
+  options.size = {16, 20};
+  options.batch_size = 2;
+  options.shuffle = true;
+  options.flip = true;
+  return BatchLoader(find_samples(dir, "list.txt"), make_label_spec(kLoaderClasses, std::nullopt), Normalization{},
+                     options);
+}
+
+}  // namespace
+
+TEST(BatchLoader, EpochYieldsBatchesOfResizedTensorsWithVoidAsIgnoreLabel) {
+  TempDir dir;
+  write_loader_dataset(dir.path);
+  const BatchLoader loader = make_loader(dir.path);
+  ASSERT_EQ(loader.samples().size(), static_cast<size_t>(kLoaderSamples));
+  EXPECT_EQ(loader.batches_per_epoch(), 3);
+
+  const auto batches = run_epoch(loader, 3);
+  ASSERT_EQ(batches.size(), 3u);
+  const std::vector<int64_t> sizes = {2, 2, 1};  // the last batch holds the remainder
+  for (size_t k = 0; k < batches.size(); ++k) {
+    const Batch& b = batches[k];
+    EXPECT_EQ(b.images.sizes().vec(), std::vector<int64_t>({sizes[k], 3, 16, 20}));
+    EXPECT_EQ(b.images.scalar_type(), torch::kFloat);
+    EXPECT_EQ(b.labels.sizes().vec(), std::vector<int64_t>({sizes[k], 16, 20}));
+    EXPECT_EQ(b.labels.scalar_type(), torch::kLong);
+    for (int64_t n = 0; n < b.labels.size(0); ++n) {
+      const auto label = b.labels[n];
+      const int64_t id = label[-1][0].item<int64_t>();
+      // Both stored void values (num_classes and 255) become kIgnoreLabel; the class id is kept.
+      EXPECT_TRUE(label[0].eq(kIgnoreLabel).all().item<bool>()) << "sample " << id;
+      EXPECT_TRUE(label.slice(0, 4).eq(id).all().item<bool>()) << "sample " << id;
+      EXPECT_EQ(label.eq(kIgnoreLabel).sum().item<int64_t>(), 4 * 20) << "sample " << id;
+      // Identity normalisation: values are RGB / 255 (red channel: 200 dark side, 230 bright side).
+      const auto red = b.images[n][0];
+      const float left = red[8][0].item<float>(), right = red[8][19].item<float>();
+      EXPECT_TRUE((left == 200.f / 255 && right == 230.f / 255) || (left == 230.f / 255 && right == 200.f / 255))
+          << left << " " << right;
+      EXPECT_FLOAT_EQ(b.images[n][2][8][0].item<float>(), left == 200.f / 255 ? 50.f / 255 : 250.f / 255);
+    }
+  }
+}
+
+TEST(BatchLoader, EverySampleAppearsExactlyOncePerEpoch) {
+  TempDir dir;
+  write_loader_dataset(dir.path);
+  const BatchLoader loader = make_loader(dir.path);
+  for (uint64_t seed : {0, 1, 2, 3}) {
+    auto order = sample_order(run_epoch(loader, seed));
+    std::sort(order.begin(), order.end());
+    EXPECT_EQ(order, std::vector<int64_t>({0, 1, 2, 3, 4})) << "seed " << seed;
+  }
+}
+
+TEST(BatchLoader, SameSeedGivesIdenticalBatches) {
+  TempDir dir;
+  write_loader_dataset(dir.path);
+  const BatchLoader loader = make_loader(dir.path);
+  const auto a = run_epoch(loader, 42), b = run_epoch(loader, 42);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t k = 0; k < a.size(); ++k) {
+    EXPECT_TRUE(torch::equal(a[k].images, b[k].images)) << "batch " << k;
+    EXPECT_TRUE(torch::equal(a[k].labels, b[k].labels)) << "batch " << k;
+  }
+}
+
+TEST(BatchLoader, DifferentSeedGivesDifferentOrder) {
+  TempDir dir;
+  write_loader_dataset(dir.path);
+  const BatchLoader loader = make_loader(dir.path);
+  EXPECT_NE(sample_order(run_epoch(loader, 1)), sample_order(run_epoch(loader, 2)));
+}
+
+TEST(BatchLoader, FlipsSomeButNotAllSamplesAcrossEpochs) {
+  TempDir dir;
+  write_loader_dataset(dir.path);
+  const BatchLoader loader = make_loader(dir.path);
+  int flipped = 0, kept = 0;
+  for (uint64_t seed = 0; seed < 4; ++seed)
+    for (const auto& b : run_epoch(loader, seed))
+      for (int64_t n = 0; n < b.images.size(0); ++n)
+        (b.images[n][0][8][0].item<float>() == 230.f / 255 ? flipped : kept)++;
+  EXPECT_GT(flipped, 0);
+  EXPECT_GT(kept, 0);
+}
+
+TEST(BatchLoader, DecodingErrorOfABatchIsRethrownByNext) {
+  TempDir dir;
+  write_loader_dataset(dir.path);
+  const BatchLoader loader = make_loader(dir.path);
+  fs::remove(dir.path / "img" / "s2.png");
+  const std::string message = error_of([&] { run_epoch(loader, 0); });
+  EXPECT_TRUE(contains(message, (dir.path / "img" / "s2.png").string())) << message;
+}
+
+TEST(ReadList, SkipsCommentsAndBlankLinesAndResolvesPathsAgainstTheDataset) {
+  TempDir dir;
+  write_text(dir.path / "l.txt", "# comment\n\na.png  A.png\n  b.png\tB.png  \n");
+  const auto samples = read_list(dir.path, dir.path / "l.txt");
+  ASSERT_EQ(samples.size(), 2u);
+  EXPECT_EQ(samples[0].image, dir.path / "a.png");
+  EXPECT_EQ(samples[0].label, dir.path / "A.png");
+  EXPECT_EQ(samples[1].image, dir.path / "b.png");
+  EXPECT_EQ(samples[1].label, dir.path / "B.png");
+}
+
+TEST(ReadList, RejectsEmptyListNamingIt) {
+  TempDir dir;
+  write_text(dir.path / "empty.txt", "");
+  std::string message = error_of([&] { find_samples(dir.path, "empty.txt"); });
+  EXPECT_TRUE(contains(message, (dir.path / "empty.txt").string())) << message;
+  write_text(dir.path / "comments.txt", "# only a comment\n\n");
+  message = error_of([&] { read_list(dir.path, dir.path / "comments.txt"); });
+  EXPECT_TRUE(contains(message, (dir.path / "comments.txt").string())) << message;
+}
+
+TEST(ReadList, RejectsLineWithOnlyOnePathNamingFileAndLine) {
+  TempDir dir;
+  write_text(dir.path / "list.txt", "a.png a_L.png\nb.png\n");
+  const std::string message = error_of([&] { read_list(dir.path, dir.path / "list.txt"); });
+  EXPECT_TRUE(contains(message, (dir.path / "list.txt").string())) << message;
+  EXPECT_TRUE(contains(message, "line 2")) << message;
+}
+
+TEST(FindSamples, RejectsMissingListAndFolders) {
+  TempDir dir;
+  const std::string message = error_of([&] { find_samples(dir.path, "train.txt"); });
+  EXPECT_TRUE(contains(message, (dir.path / "train.txt").string())) << message;
+}
+
+TEST(PairFolders, PairsImagesAndMasksByStemInNameOrder) {
+  TempDir dir;
+  const cv::Mat image(4, 4, CV_8UC3, cv::Scalar(1, 2, 3)), mask(4, 4, CV_8UC1, cv::Scalar(0));
+  write_image(dir.path / "images" / "b.png", image);
+  write_image(dir.path / "images" / "a.bmp", image);
+  write_text(dir.path / "images" / "notes.txt", "not an image");
+  write_image(dir.path / "masks" / "a.png", mask);
+  write_image(dir.path / "masks" / "b.png", mask);
+  write_image(dir.path / "masks" / "unused.png", mask);
+  const auto samples = pair_folders(dir.path);
+  ASSERT_EQ(samples.size(), 2u);
+  EXPECT_EQ(samples[0].image, dir.path / "images" / "a.bmp");
+  EXPECT_EQ(samples[0].label, dir.path / "masks" / "a.png");
+  EXPECT_EQ(samples[1].image, dir.path / "images" / "b.png");
+  EXPECT_EQ(samples[1].label, dir.path / "masks" / "b.png");
+  // Without a list file find_samples falls back to the folders.
+  EXPECT_EQ(find_samples(dir.path, "train.txt").size(), 2u);
+}
+
+TEST(PairFolders, RejectsImageWithoutMaskNamingTheImage) {
+  TempDir dir;
+  write_image(dir.path / "images" / "a.png", cv::Mat(4, 4, CV_8UC3, cv::Scalar(0)));
+  write_image(dir.path / "images" / "c.png", cv::Mat(4, 4, CV_8UC3, cv::Scalar(0)));
+  write_image(dir.path / "masks" / "a.png", cv::Mat(4, 4, CV_8UC1, cv::Scalar(0)));
+  const std::string message = error_of([&] { pair_folders(dir.path); });
+  EXPECT_TRUE(contains(message, (dir.path / "images" / "c.png").string())) << message;
+}
+
+TEST(ReadLabel, MapsDefaultVoidValuesToIgnoreLabelAndKeepsClassIds) {
+  TempDir dir;
+  write_image(dir.path / "l.png", grey(1, 5, {0, 1, 2, 3, 255}));
+  const cv::Mat label = read_label(dir.path / "l.png", make_label_spec(3, std::nullopt));
+  ASSERT_EQ(label.type(), CV_8UC1);
+  EXPECT_EQ(cv::countNonZero(label != grey(1, 5, {0, 1, 2, 255, 255})), 0);
+}
+
+TEST(ReadLabel, MapsExplicitVoidLabelOnly) {
+  TempDir dir;
+  write_image(dir.path / "l.png", grey(1, 4, {0, 1, 2, 7}));
+  const LabelSpec spec = make_label_spec(3, 7);
+  const cv::Mat label = read_label(dir.path / "l.png", spec);
+  EXPECT_EQ(cv::countNonZero(label != grey(1, 4, {0, 1, 2, 255})), 0);
+  // With an explicit void label, num_classes and 255 are no longer void.
+  write_image(dir.path / "three.png", grey(1, 2, {0, 3}));
+  std::string message = error_of([&] { read_label(dir.path / "three.png", spec); });
+  EXPECT_TRUE(contains(message, (dir.path / "three.png").string())) << message;
+  EXPECT_TRUE(contains(message, "3")) << message;
+  write_image(dir.path / "white.png", grey(1, 2, {255, 0}));
+  message = error_of([&] { read_label(dir.path / "white.png", spec); });
+  EXPECT_TRUE(contains(message, (dir.path / "white.png").string())) << message;
+  EXPECT_TRUE(contains(message, "255")) << message;
+}
+
+TEST(ReadLabel, RejectsValueThatIsNeitherClassNorVoid) {
+  TempDir dir;
+  write_image(dir.path / "l.png", grey(2, 2, {0, 1, 9, 255}));
+  const std::string message = error_of([&] { read_label(dir.path / "l.png", make_label_spec(3, std::nullopt)); });
+  EXPECT_TRUE(contains(message, (dir.path / "l.png").string())) << message;
+  EXPECT_TRUE(contains(message, "label value 9")) << message;
+}
+
+TEST(ReadLabel, AcceptsGreyMaskStoredAsRgb) {
+  TempDir dir;
+  cv::Mat rgb;
+  cv::cvtColor(grey(1, 3, {2, 0, 1}), rgb, cv::COLOR_GRAY2BGR);
+  write_image(dir.path / "l.png", rgb);
+  const cv::Mat label = read_label(dir.path / "l.png", make_label_spec(3, std::nullopt));
+  ASSERT_EQ(label.type(), CV_8UC1);
+  EXPECT_EQ(cv::countNonZero(label != grey(1, 3, {2, 0, 1})), 0);
+}
+
+TEST(ReadLabel, RejectsColourMaskNamingIt) {
+  TempDir dir;
+  cv::Mat colour(3, 3, CV_8UC3, cv::Scalar(1, 1, 1));
+  colour.at<cv::Vec3b>(1, 1) = cv::Vec3b(0, 1, 2);
+  write_image(dir.path / "colour.png", colour);
+  const std::string message =
+      error_of([&] { read_label(dir.path / "colour.png", make_label_spec(3, std::nullopt)); });
+  EXPECT_TRUE(contains(message, (dir.path / "colour.png").string())) << message;
+}
+
+TEST(ReadImage, DecodesAsRgb) {
+  TempDir dir;
+  write_image(dir.path / "i.png", cv::Mat(2, 3, CV_8UC3, cv::Scalar(10, 20, 30)));  // BGR
+  const cv::Mat rgb = read_image(dir.path / "i.png");
+  ASSERT_EQ(rgb.type(), CV_8UC3);
+  EXPECT_EQ(rgb.at<cv::Vec3b>(1, 2), cv::Vec3b(30, 20, 10));
+}
+
+TEST(ReadImage, RejectsMissingFileNamingIt) {
+  TempDir dir;
+  const fs::path file = dir.path / "missing.png";
+  const std::string message = error_of([&] { read_image(file); });
+  EXPECT_TRUE(contains(message, file.string())) << message;
+  // The same through a list entry: the missing image is named, not only the list.
+  write_image(dir.path / "l.png", grey(1, 1, {0}));
+  const std::string via_sample =
+      error_of([&] { read_sample({file, dir.path / "l.png"}, make_label_spec(2, std::nullopt)); });
+  EXPECT_TRUE(contains(via_sample, file.string())) << via_sample;
+}
+
+TEST(ReadImage, RejectsCorruptPngNamingIt) {
+  TempDir dir;
+  const fs::path file = dir.path / "corrupt.png";
+  std::string bytes(600, '\0');
+  cv::RNG rng(5);
+  for (char& c : bytes) c = static_cast<char>(rng.uniform(0, 256));
+  write_text(file, bytes);
+  std::string message = error_of([&] { read_image(file); });
+  EXPECT_TRUE(contains(message, file.string())) << message;
+  message = error_of([&] { read_label(file, make_label_spec(2, std::nullopt)); });
+  EXPECT_TRUE(contains(message, file.string())) << message;
+}
+
+TEST(ReadImage, RejectsTruncatedPngNamingIt) {
+  TempDir dir;
+  const fs::path file = dir.path / "truncated.png";
+  cv::Mat noise(64, 64, CV_8UC3);
+  cv::randu(noise, 0, 256);  // incompressible, so the cut lands inside the pixel data
+  write_image(file, noise);
+  fs::resize_file(file, fs::file_size(file) / 2);
+  const std::string message = error_of([&] { read_image(file); });
+  EXPECT_TRUE(contains(message, file.string())) << message;
+}
+
+TEST(ReadSample, RejectsMaskWhoseSizeDiffersFromItsImage) {
+  TempDir dir;
+  write_image(dir.path / "i.png", cv::Mat(4, 6, CV_8UC3, cv::Scalar(0)));
+  write_image(dir.path / "l.png", cv::Mat(4, 5, CV_8UC1, cv::Scalar(0)));
+  const std::string message =
+      error_of([&] { read_sample({dir.path / "i.png", dir.path / "l.png"}, make_label_spec(2, std::nullopt)); });
+  EXPECT_TRUE(contains(message, (dir.path / "l.png").string())) << message;
+  EXPECT_TRUE(contains(message, (dir.path / "i.png").string())) << message;
+}
+
+TEST(ComputeStatistics, MatchesHandComputedMeanStdAndClassPixels) {
+  TempDir dir;
+  // Two 2x2 images (channel values 0, 51 = 0.2, 102 = 0.4, 255 = 1 of full scale).
+  // R: image a all 0, image b all 255              -> mean 0.5,  std 0.5
+  // G: a {0, 102, 0, 102}, b all 102               -> mean 0.3,  E[x^2] 0.12, std sqrt(0.03)
+  // B: a {255, 0, 0, 0}, b all 0                   -> mean 1/8,  std sqrt(1/8 - 1/64)
+  cv::Mat a(2, 2, CV_8UC3), b(2, 2, CV_8UC3, cv::Scalar(0, 102, 255));  // BGR
+  a.at<cv::Vec3b>(0, 0) = {255, 0, 0};
+  a.at<cv::Vec3b>(0, 1) = {0, 102, 0};
+  a.at<cv::Vec3b>(1, 0) = {0, 0, 0};
+  a.at<cv::Vec3b>(1, 1) = {0, 102, 0};
+  write_image(dir.path / "a.png", a);
+  write_image(dir.path / "b.png", b);
+  // 3 classes, void 3 and 255. a: two pixels of 0, one of 1, one void; b: three of 1, one void.
+  write_image(dir.path / "a_L.png", grey(2, 2, {0, 0, 1, 3}));
+  write_image(dir.path / "b_L.png", grey(2, 2, {1, 255, 1, 1}));
+  const std::vector<SamplePaths> samples = {{dir.path / "a.png", dir.path / "a_L.png"},
+                                            {dir.path / "b.png", dir.path / "b_L.png"}};
+  const auto stats = compute_statistics(samples, make_label_spec(3, std::nullopt), {2, 2});
+
+  EXPECT_NEAR(stats.norm.mean[0], 0.5, 1e-5);
+  EXPECT_NEAR(stats.norm.mean[1], 0.3, 1e-5);
+  EXPECT_NEAR(stats.norm.mean[2], 0.125, 1e-5);
+  EXPECT_NEAR(stats.norm.std[0], 0.5, 1e-5);
+  EXPECT_NEAR(stats.norm.std[1], std::sqrt(0.03), 1e-5);
+  EXPECT_NEAR(stats.norm.std[2], std::sqrt(0.125 - 0.015625), 1e-5);
+  EXPECT_EQ(stats.class_pixels, std::vector<int64_t>({2, 4, 0}));
+  // All pixels (void included) of the images where the class occurs.
+  EXPECT_EQ(stats.present_pixels, std::vector<int64_t>({4, 8, 0}));
+}
+
+TEST(ComputeStatistics, RejectsBadLabelNamingItsFile) {
+  TempDir dir;
+  write_image(dir.path / "a.png", cv::Mat(2, 2, CV_8UC3, cv::Scalar(0)));
+  write_image(dir.path / "a_L.png", grey(2, 2, {0, 0, 1, 7}));
+  const std::string message = error_of([&] {
+    compute_statistics({{dir.path / "a.png", dir.path / "a_L.png"}}, make_label_spec(3, std::nullopt), {2, 2});
+  });
+  EXPECT_TRUE(contains(message, (dir.path / "a_L.png").string())) << message;
+  EXPECT_TRUE(contains(message, "7")) << message;
+}
+
+TEST(ParseSize, ParsesHeightByWidth) {
+  const Size2 s = parse_size("360x480");
+  EXPECT_EQ(s.height, 360);
+  EXPECT_EQ(s.width, 480);
+  EXPECT_EQ(to_string(s), "360x480");
+}
+
+TEST(ParseSize, RejectsMalformedOrImpossibleSizes) {
+  for (const std::string text : {"abc", "0x10", "10x", "x10", "10x0", "-5x10", "10x20x30", "10 x20", "20000x10"}) {
+    const std::string message = error_of([&] { parse_size(text); });
+    EXPECT_TRUE(contains(message, text)) << "'" << text << "': " << message;
+  }
+}
+
+TEST(ReadClassesCsv, ReadsCamVidStyleFileWithHeader) {
+  TempDir dir;
+  write_text(dir.path / "classes.csv",
+             "id,name,r,g,b\n0,Sky,128,128,128\n1,Building,128,0,0\n 2 , Pole , 192 , 192 , 128 \r\n");
+  const auto classes = read_classes_csv(dir.path / "classes.csv");
+  ASSERT_EQ(classes.size(), 3u);
+  EXPECT_EQ(classes[0].name, "Sky");
+  EXPECT_EQ(classes[1].name, "Building");
+  EXPECT_EQ(classes[2].name, "Pole");
+  EXPECT_EQ(classes[1].rgb, (std::array<uint8_t, 3>{128, 0, 0}));
+  EXPECT_EQ(classes[2].rgb, (std::array<uint8_t, 3>{192, 192, 128}));
+}
+
+TEST(ReadClassesCsv, RejectsOutOfOrderIdsNamingTheFile) {
+  TempDir dir;
+  write_text(dir.path / "classes.csv", "id,name,r,g,b\n0,Sky,128,128,128\n2,Building,128,0,0\n");
+  const std::string message = error_of([&] { read_classes_csv(dir.path / "classes.csv"); });
+  EXPECT_TRUE(contains(message, (dir.path / "classes.csv").string())) << message;
+  EXPECT_TRUE(contains(message, "line 3")) << message;
+}
