@@ -63,3 +63,42 @@ TEST(MaxPoolWithIndices, GradientFlowsOnlyToArgmax) {
       torch::tensor({0., 1., 0., 0., 0., 0., 1., 0., 1., 0., 1., 0.}, torch::kDouble).view({1, 1, 3, 4});
   EXPECT_TRUE(torch::equal(x.grad(), expected));
 }
+
+// Pooling keeps its layout and precision, as the channels-last bf16 path needs.
+TEST(MaxPoolWithIndices, MatchesLibTorchInEveryLayoutAndPrecision) {
+  torch::manual_seed(7);
+  const auto x = torch::randn({2, 5, 9, 13});
+  const auto [expected, expected_idx] = torch::max_pool2d_with_indices(x, {2, 2}, {2, 2}, {0, 0}, {1, 1}, true);
+  MaxPoolWithIndices pool;
+  for (auto format : {at::MemoryFormat::Contiguous, at::MemoryFormat::ChannelsLast}) {
+    auto [pooled, idx] = pool(x.contiguous(format));
+    EXPECT_TRUE(torch::equal(pooled, expected));
+    EXPECT_TRUE(torch::equal(idx, expected_idx));
+    EXPECT_TRUE(pooled.is_contiguous(format));
+    auto [pooled16, idx16] = pool(x.to(torch::kBFloat16).contiguous(format));
+    EXPECT_EQ(pooled16.scalar_type(), torch::kBFloat16);
+    EXPECT_TRUE(torch::equal(pooled16, expected.to(torch::kBFloat16)));  // max commutes with rounding
+  }
+}
+
+TEST(MaxUnpool, ChannelsLastAndBf16AgreeWithPlainLayoutIncludingGradients) {
+  torch::manual_seed(8);
+  const auto x = torch::randn({2, 4, 7, 10});
+  MaxPoolWithIndices pool;
+  MaxUnpool unpool;
+  auto run = [&](const torch::Tensor& input) {
+    auto leaf = input.detach().requires_grad_(true);
+    auto [pooled, idx] = pool(leaf);
+    auto out = unpool->forward(pooled * 2, idx, {7, 10});
+    (out * torch::arange(out.numel()).view(out.sizes()).to(out.dtype())).sum().backward();
+    return std::make_pair(out.detach().to(torch::kFloat).contiguous(), leaf.grad().to(torch::kFloat).contiguous());
+  };
+  const auto [plain, plain_grad] = run(x);
+  const auto [cl, cl_grad] = run(x.contiguous(at::MemoryFormat::ChannelsLast));
+  EXPECT_TRUE(torch::equal(plain, cl));
+  EXPECT_TRUE(torch::equal(plain_grad, cl_grad));
+  EXPECT_TRUE(torch::equal(plain, torch::max_unpool2d(std::get<0>(pool(x)) * 2, std::get<1>(pool(x)), {7, 10})));
+  const auto [bf, bf_grad] = run(x.to(torch::kBFloat16).contiguous(at::MemoryFormat::ChannelsLast));
+  EXPECT_TRUE(torch::allclose(bf, plain, 1e-2, 1e-2));
+  EXPECT_TRUE(torch::allclose(bf_grad, plain_grad, 1e-2, 1.0));
+}

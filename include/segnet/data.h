@@ -103,6 +103,7 @@ class BatchLoader {
     bool shuffle = false;
     bool flip = false;     // random horizontal flip
     int64_t prefetch = 4;  // batches decoded ahead
+    bool cache = true;     // keep resized samples in memory after their first decoding
   };
   BatchLoader(std::vector<SamplePaths> samples, LabelSpec spec, Normalization norm, Options options);
 
@@ -138,6 +139,9 @@ class BatchLoader {
   LabelSpec spec_;
   Normalization norm_;
   Options options_;
+  // One slot per sample; within an epoch each sample is loaded by one task only, and epochs do not
+  // overlap, so slots need no lock.
+  mutable std::vector<Sample> cache_;
 };
 
 // A labelled dataset generated from shapes with class-specific colours and textures plus noise,

@@ -1,6 +1,10 @@
 #pragma once
 // Training SegNet on a labelled dataset with per-epoch validation and resumable checkpoints.
 #include <segnet/data.h>
+#include <segnet/model.h>
+#include <segnet/runtime.h>
+
+#include <torch/optim/optimizer.h>
 
 #include <torch/types.h>
 
@@ -29,6 +33,7 @@ struct TrainOptions {
   bool resume = false;
   uint64_t seed = 0;
   torch::Device device = torch::kCPU;
+  Precision precision = Precision::Float32;  // bf16: bf16 compute, fp32 weights and loss
   bool progress = true;  // progress lines on stderr
 };
 
@@ -40,6 +45,11 @@ struct EpochRecord {
   double images_per_s = 0;
   double data_wait_fraction = 0;  // share of the epoch spent waiting for decoded batches
 };
+
+// One optimizer step on a batch: class-weighted pixel-wise cross-entropy (void ignored), computed
+// in fp32 whatever the precision of the forward pass. Returns the loss.
+double train_step(SegNet& model, torch::optim::Optimizer& optimizer, const Batch& batch,
+                  const torch::Tensor& class_weights, Precision precision, torch::Device device);
 
 // Writes out/metrics.csv (a row per epoch), out/last.pt and out/best.pt (best val mIoU, or last
 // without a val list). Returns the epochs run by this call.

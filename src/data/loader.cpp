@@ -10,7 +10,9 @@
 namespace segnet {
 
 BatchLoader::BatchLoader(std::vector<SamplePaths> samples, LabelSpec spec, Normalization norm, Options options)
-    : samples_(std::move(samples)), spec_(std::move(spec)), norm_(norm), options_(options) {}
+    : samples_(std::move(samples)), spec_(std::move(spec)), norm_(norm), options_(options) {
+  if (options_.cache) cache_.resize(samples_.size());
+}
 
 int64_t BatchLoader::batches_per_epoch() const {
   const int64_t n = static_cast<int64_t>(samples_.size());
@@ -37,10 +39,16 @@ BatchLoader::Epoch BatchLoader::epoch(uint64_t seed) const {
 Batch BatchLoader::load(const Epoch::Plan& plan) const {
   std::vector<torch::Tensor> images, labels;
   for (size_t k = 0; k < plan.indices.size(); ++k) {
-    Sample s = resize_sample(read_sample(samples_[plan.indices[k]], spec_), options_.size);
-    if (plan.flips[k]) {
-      cv::flip(s.image, s.image, 1);
-      cv::flip(s.label, s.label, 1);
+    const size_t i = plan.indices[k];
+    Sample s = options_.cache && !cache_[i].image.empty()
+                   ? cache_[i]
+                   : resize_sample(read_sample(samples_[i], spec_), options_.size);
+    if (options_.cache) cache_[i] = s;
+    if (plan.flips[k]) {  // into new buffers: the cached sample stays as it is
+      Sample flipped;
+      cv::flip(s.image, flipped.image, 1);
+      cv::flip(s.label, flipped.label, 1);
+      s = flipped;
     }
     images.push_back(image_to_tensor(s.image, norm_));
     labels.push_back(torch::from_blob(s.label.data, {s.label.rows, s.label.cols}, torch::kUInt8).to(torch::kLong));

@@ -5,28 +5,42 @@
 
 namespace segnet {
 
-Segmenter::Segmenter(ModelInfo info, SegNet model, torch::Device device)
-    : info_(std::move(info)), model_(std::move(model)), device_(device) {
-  model_->to(device_);
+Segmenter::Segmenter(ModelInfo info, const SegNet& model, torch::Device device, Precision precision)
+    : info_(std::move(info)), model_(info_.options()), device_(device),
+      dtype_(precision == Precision::BFloat16 ? torch::kBFloat16 : torch::kFloat) {
+  {
+    torch::NoGradGuard no_grad;
+    auto params = model->named_parameters(), buffers = model->named_buffers();
+    for (auto& p : model_->named_parameters()) p.value().copy_(params[p.key()]);
+    for (auto& b : model_->named_buffers()) b.value().copy_(buffers[b.key()]);
+  }
   model_->eval();
+  model_->fold_batch_norm();
+  model_->to(device_, dtype_);
+  to_channels_last(*model_);
 }
 
-Segmenter Segmenter::from_checkpoint(const std::filesystem::path& file, torch::Device device) {
+Segmenter Segmenter::from_checkpoint(const std::filesystem::path& file, torch::Device device, Precision precision) {
   Checkpoint ck = load_checkpoint(file);
-  return Segmenter(std::move(ck.info), ck.model, device);
+  return Segmenter(std::move(ck.info), ck.model, device, precision);
+}
+
+torch::Tensor Segmenter::logits(const torch::Tensor& input) {
+  torch::NoGradGuard no_grad;
+  const auto x = input.to(device_, dtype_).contiguous(at::MemoryFormat::ChannelsLast);
+  return model_->forward(x).to(torch::kFloat);
 }
 
 torch::Tensor Segmenter::probabilities(const cv::Mat& rgb) {
   torch::NoGradGuard no_grad;
-  const auto input = image_to_tensor(resize_image(rgb, info_.size), info_.norm).unsqueeze(0).to(device_);
-  auto probs = torch::softmax(model_->forward(input), 1);
+  auto probs = torch::softmax(logits(image_to_tensor(resize_image(rgb, info_.size), info_.norm).unsqueeze(0)), 1);
   if (probs.size(2) != rgb.rows || probs.size(3) != rgb.cols)
     probs = torch::nn::functional::interpolate(
         probs, torch::nn::functional::InterpolateFuncOptions()
                    .size(std::vector<int64_t>{rgb.rows, rgb.cols})
                    .mode(torch::kBilinear)
                    .align_corners(false));
-  return probs.squeeze(0).to(torch::kCPU);
+  return probs.squeeze(0).to(torch::kCPU).contiguous();
 }
 
 cv::Mat Segmenter::segment(const cv::Mat& rgb) {

@@ -1,6 +1,7 @@
 #include <segnet/error.h>
 #include <segnet/model.h>
 
+#include <ATen/record_function.h>
 #include <torch/torch.h>
 
 namespace segnet {
@@ -67,17 +68,45 @@ SegNetImpl::SegNetImpl(const SegNetOptions& options) : options_(options) {
 torch::Tensor SegNetImpl::forward(torch::Tensor x) {
   std::vector<torch::Tensor> indices;
   std::vector<std::vector<int64_t>> sizes;
-  for (auto& stage : encoder_) {
+  for (size_t s = 0; s < encoder_.size(); ++s) {
+    RECORD_FUNCTION("encoder" + std::to_string(s + 1), std::vector<c10::IValue>());  // names the profile's rows
     sizes.push_back({x.size(2), x.size(3)});
     torch::Tensor idx;
-    std::tie(x, idx) = stage->forward(x);
+    std::tie(x, idx) = encoder_[s]->forward(x);
     indices.push_back(idx);
   }
   for (size_t i = 0; i < decoder_.size(); ++i) {
     const size_t s = encoder_.size() - 1 - i;  // the matching encoder stage
+    RECORD_FUNCTION("decoder" + std::to_string(s + 1), std::vector<c10::IValue>());
     x = decoder_[i]->forward(x, indices[s], sizes[s]);
   }
+  RECORD_FUNCTION("classifier", std::vector<c10::IValue>());
   return classifier_(x);
+}
+
+void SegNetImpl::fold_batch_norm() {
+  for (auto& m : modules(/*include_self=*/false))
+    if (auto* block = m->as<ConvBlockImpl>()) block->fold_batch_norm();
+}
+
+int64_t multiply_adds(const SegNetOptions& options, int64_t height, int64_t width) {
+  const Architecture arch = architecture(options.model());
+  int64_t macs = 0, in = options.in_channels(), h = height, w = width;
+  auto convs = [&](const std::vector<int64_t>& channels, int64_t kernel) {
+    for (int64_t out : channels) macs += h * w * in * out * kernel * kernel, in = out;
+  };
+  std::vector<std::pair<int64_t, int64_t>> sizes;
+  for (const auto& stage : arch.encoder) {
+    convs(stage, arch.kernel);
+    sizes.emplace_back(h, w);
+    h = (h + 1) / 2, w = (w + 1) / 2;
+  }
+  for (size_t i = 0; i < arch.decoder.size(); ++i) {
+    std::tie(h, w) = sizes[sizes.size() - 1 - i];
+    convs(arch.decoder[i], arch.kernel);
+  }
+  convs({options.num_classes()}, arch.classifier_kernel);
+  return macs;
 }
 
 }  // namespace segnet

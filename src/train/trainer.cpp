@@ -83,6 +83,24 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 
 }  // namespace
 
+double train_step(SegNet& model, torch::optim::Optimizer& optimizer, const Batch& batch,
+                  const torch::Tensor& class_weights, Precision precision, torch::Device device) {
+  const auto x = batch.images.to(device).contiguous(at::MemoryFormat::ChannelsLast);
+  const auto y = batch.labels.to(device);
+  optimizer.zero_grad();
+  torch::Tensor logits;
+  {
+    AutocastGuard autocast(precision, device);
+    logits = model->forward(x);
+  }
+  const auto loss = torch::nn::functional::cross_entropy(
+      logits.to(torch::kFloat), y,
+      torch::nn::functional::CrossEntropyFuncOptions().weight(class_weights).ignore_index(kIgnoreLabel));
+  loss.backward();
+  optimizer.step();
+  return loss.item<double>();
+}
+
 std::vector<EpochRecord> train(const TrainOptions& o) {
   if (o.epochs < 1) throw Error("--epochs: must be at least 1");
   if (o.batch < 1) throw Error("--batch: must be at least 1");
@@ -120,13 +138,13 @@ std::vector<EpochRecord> train(const TrainOptions& o) {
   }
   state.optimizer = o.optimizer;
   model->to(o.device);
+  to_channels_last(*model);
   auto optimizer = make_optimizer(o, model);
   if (o.resume) load_optimizer_state(last, *optimizer);
 
   const LabelSpec spec = info.label_spec();
   BatchLoader loader(train_samples, spec, info.norm, {o.size, o.batch, /*shuffle=*/true, /*flip=*/true});
   const auto weights = torch::tensor(info.class_weights).to(o.device);
-  Segmenter validator(info, model, o.device);
 
   std::vector<EpochRecord> records;
   for (int64_t epoch = state.epoch + 1; epoch <= o.epochs; ++epoch) {
@@ -140,17 +158,10 @@ std::vector<EpochRecord> train(const TrainOptions& o) {
     int64_t images = 0, step = 0;
     Batch batch;
     while (batches.next(batch)) {
-      const auto x = batch.images.to(o.device), y = batch.labels.to(o.device);
-      optimizer->zero_grad();
-      const auto loss = torch::nn::functional::cross_entropy(
-          model->forward(x), y,
-          torch::nn::functional::CrossEntropyFuncOptions().weight(weights).ignore_index(kIgnoreLabel));
-      loss.backward();
-      optimizer->step();
-      const double l = loss.item<double>();
+      const double l = train_step(model, *optimizer, batch, weights, o.precision, o.device);
       if (!std::isfinite(l)) throw Error("training diverged (loss " + std::to_string(l) + "); lower --lr");
-      loss_sum += l * x.size(0);
-      images += x.size(0);
+      loss_sum += l * batch.images.size(0);
+      images += batch.images.size(0);
       const double rate = images / seconds_since(epoch_start);
       std::ostringstream status;
       status << std::fixed << std::setprecision(4) << "loss " << loss_sum / images << std::setprecision(2) << "  "
@@ -165,6 +176,7 @@ std::vector<EpochRecord> train(const TrainOptions& o) {
     r.data_wait_fraction = batches.wait_seconds() / train_seconds;
     r.global_acc = r.class_avg_acc = r.miou = std::nan("");
     if (!val_samples.empty()) {
+      Segmenter validator(info, model, o.device, o.precision);
       const ConfusionMatrix m = evaluate(validator, val_samples, spec);
       r.global_acc = m.global_accuracy();
       r.class_avg_acc = m.class_average_accuracy();

@@ -14,17 +14,21 @@ using namespace segnet;
 
 namespace {
 
+// Options every compute command takes.
 struct Common {
   int threads = 0;
   std::string device = "cpu";
+  std::string precision = "fp32";
   void add_to(CLI::App* cmd) {
     cmd->add_option("--threads", threads, "CPU threads (default: all cores)");
-    cmd->add_option("--device", device, "cpu or cuda[:K]");
+    cmd->add_option("--device", device, "cpu or cuda[:K]")->capture_default_str();
+    cmd->add_option("--precision", precision, "fp32 | bf16")->capture_default_str();
   }
   torch::Device setup() const {
     set_threads(threads);
     return parse_device(device);
   }
+  Precision numeric() const { return parse_precision(precision); }
 };
 
 // Image files named directly, and those inside named folders, in name order.
@@ -62,6 +66,7 @@ void print_metrics(const nlohmann::json& j) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  keep_freed_memory();
   CLI::App app{"SegNet semantic segmentation: train, evaluate, segment."};
   app.require_subcommand(1);
 
@@ -110,6 +115,22 @@ int main(int argc, char** argv) {
   predict_cmd->add_option("inputs", predict_inputs, "image files or folders")->required();
   predict_common.add_to(predict_cmd);
 
+  // bench
+  BenchOptions b;
+  Common bench_common;
+  std::string bench_size = to_string(b.size), bench_mode = "infer", bench_json;
+  auto* bench_cmd = app.add_subcommand("bench", "time training or inference on random input");
+  bench_cmd->add_option("--model", b.model, "segnet | segnet-basic")->capture_default_str();
+  bench_cmd->add_option("--size", bench_size)->capture_default_str();
+  bench_cmd->add_option("--batch", b.batch)->capture_default_str();
+  bench_cmd->add_option("--mode", bench_mode, "train | infer")->capture_default_str();
+  bench_cmd->add_option("--iters", b.iters, "timed iterations")->capture_default_str();
+  bench_cmd->add_option("--warmup", b.warmup)->capture_default_str();
+  bench_cmd->add_option("--classes", b.num_classes)->capture_default_str();
+  bench_cmd->add_option("--json", bench_json, "write the results here");
+  bench_cmd->add_flag("--profile", b.profile, "time each stage and operator");
+  bench_common.add_to(bench_cmd);
+
   // synth
   SynthOptions s;
   std::string synth_size = to_string(s.size);
@@ -128,6 +149,7 @@ int main(int argc, char** argv) {
   try {
     if (*train_cmd) {
       t.device = train_common.setup();
+      t.precision = train_common.numeric();
       t.size = parse_size(train_size);
       const auto records = train(t);
       if (!records.empty())
@@ -136,7 +158,7 @@ int main(int argc, char** argv) {
       else
         std::printf("%s already trained to %lld epochs\n", t.out.c_str(), static_cast<long long>(t.epochs));
     } else if (*eval_cmd) {
-      Segmenter segmenter = Segmenter::from_checkpoint(eval_ck, eval_common.setup());
+      Segmenter segmenter = Segmenter::from_checkpoint(eval_ck, eval_common.setup(), eval_common.numeric());
       const auto samples = find_samples(eval_data, eval_list);
       const bool terminal = ::isatty(2);
       const auto matrix = evaluate(segmenter, samples, segmenter.info().label_spec(), [&](size_t done, size_t total) {
@@ -147,7 +169,7 @@ int main(int argc, char** argv) {
       print_metrics(j);
       if (!eval_json.empty()) write_text(eval_json, j.dump(2) + "\n");
     } else if (*predict_cmd) {
-      Segmenter segmenter = Segmenter::from_checkpoint(predict_ck, predict_common.setup());
+      Segmenter segmenter = Segmenter::from_checkpoint(predict_ck, predict_common.setup(), predict_common.numeric());
       const auto files = collect_images(predict_inputs);
       for (size_t i = 0; i < files.size(); ++i) {
         const cv::Mat rgb = read_image(files[i]);
@@ -158,6 +180,27 @@ int main(int argc, char** argv) {
         write_png(predict_out / (stem + "_overlay.png"), overlay(rgb, color));
         std::fprintf(stderr, "segmented %zu/%zu %s\n", i + 1, files.size(), files[i].c_str());
       }
+    } else if (*bench_cmd) {
+      b.device = bench_common.setup();
+      b.precision = bench_common.numeric();
+      b.size = parse_size(bench_size);
+      if (bench_mode != "train" && bench_mode != "infer") throw Error("--mode: '" + bench_mode + "' is not train or infer");
+      b.train = bench_mode == "train";
+      architecture(b.model);
+      const BenchResult r = run_benchmark(b);
+      std::printf("%s %s %s batch %lld at %s, %d threads: %.3f images/s, %.1f ms/image, %.1f GFLOP/s, peak RSS %.0f MB\n",
+                  b.model.c_str(), bench_mode.c_str(), to_string(b.precision).c_str(), static_cast<long long>(b.batch),
+                  bench_size.c_str(), torch::get_num_threads(), r.images_per_s, r.ms_per_image, r.gflops, r.peak_rss_mb);
+      auto table = [](const char* title, const std::vector<ProfileRow>& rows, size_t limit) {
+        std::printf("\n%-32s %10s %7s\n", title, "ms/iter", "calls");
+        for (size_t i = 0; i < rows.size() && i < limit; ++i)
+          std::printf("%-32s %10.2f %7lld\n", rows[i].name.c_str(), rows[i].ms, static_cast<long long>(rows[i].calls));
+      };
+      if (b.profile) {
+        table("stage (inclusive)", r.stages, 64);
+        table("operator (self)", r.operators, 15);
+      }
+      if (!bench_json.empty()) write_text(bench_json, to_json(b, r).dump(2) + "\n");
     } else if (*synth_cmd) {
       s.size = parse_size(synth_size);
       synthesize_dataset(s);
