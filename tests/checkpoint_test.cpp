@@ -112,3 +112,29 @@ TEST(Checkpoint, FailedSaveLeavesExistingFileIntact) {
   EXPECT_EQ(fs::file_size(dir.path / "m.pt"), before);
   EXPECT_NO_THROW(load_checkpoint(dir.path / "m.pt"));
 }
+
+TEST(Segmenter, McDropoutSamplesDifferWhilePlainInferenceIsDeterministic) {
+  auto info = make_info("bayesian-segnet-basic", 3);
+  torch::manual_seed(2);
+  SegNet model(info.options());
+  const cv::Mat image = random_image(24, 32);
+  Segmenter plain(info, model, torch::kCPU), mc(info, model, torch::kCPU, {Precision::Float32, /*mc_samples=*/2});
+  EXPECT_TRUE(torch::equal(plain.probabilities(image), plain.probabilities(image)));
+  const auto a = mc.probabilities(image), b = mc.probabilities(image);
+  EXPECT_FALSE(torch::equal(a, b));
+  EXPECT_TRUE(torch::allclose(a.sum(0), torch::ones({24, 32}), 1e-5, 1e-5));  // still probabilities
+  // A model without dropout has nothing to sample.
+  auto plain_info = make_info("segnet-basic", 3);
+  SegNet no_dropout(plain_info.options());
+  EXPECT_THROW(Segmenter(plain_info, no_dropout, torch::kCPU, {Precision::Float32, 2}), Error);
+}
+
+TEST(Segmenter, Bf16AgreesWithFp32OnMostPixels) {
+  const auto info = make_info("segnet-basic", 4);
+  torch::manual_seed(3);
+  SegNet model(info.options());
+  const cv::Mat image = random_image(48, 64);
+  Segmenter fp32(info, model, torch::kCPU), bf16(info, model, torch::kCPU, {Precision::BFloat16});
+  const auto p32 = fp32.probabilities(image), p16 = bf16.probabilities(image);
+  EXPECT_LT((p32 - p16).abs().max().item<double>(), 0.05);
+}

@@ -1,5 +1,6 @@
 #include <segnet/data.h>
 #include <segnet/error.h>
+#include <segnet/evaluate.h>
 #include <segnet/metrics.h>
 
 #include <gtest/gtest.h>
@@ -78,4 +79,35 @@ TEST(ClassWeightsFile, ReadsOneWeightPerClassAndRejectsWrongCounts) {
   std::ofstream(path) << "1 x 2\n";
   EXPECT_THROW(read_class_weights(path, 3), Error);
   std::filesystem::remove(path);
+}
+
+// truth:      0 0 1 1 1 void
+// prediction: 0 1 1 1 0 1    -> TN 1, FP 1, TP 2, FN 1
+TEST(BinaryMetrics, MatchHandComputedExample) {
+  ConfusionMatrix m(2);
+  m.add(torch::tensor({0, 1, 1, 1, 0, 1}), torch::tensor({0, 0, 1, 1, 1, int(kIgnoreLabel)}));
+  const auto j = binary_metrics_json(m);
+  EXPECT_DOUBLE_EQ(j["iou"].get<double>(), 2.0 / 4.0);
+  EXPECT_DOUBLE_EQ(j["dice"].get<double>(), 4.0 / 6.0);
+  EXPECT_DOUBLE_EQ(j["precision"].get<double>(), 2.0 / 3.0);
+  EXPECT_DOUBLE_EQ(j["recall"].get<double>(), 2.0 / 3.0);
+  EXPECT_DOUBLE_EQ(j["pixel_acc"].get<double>(), 3.0 / 5.0);
+  EXPECT_EQ(j["confusion"][1][0].get<int64_t>(), 1);
+}
+
+TEST(BinaryMetrics, UndefinedWithoutForegroundAreNull) {
+  ConfusionMatrix m(2);
+  m.add(torch::tensor({0, 0}), torch::tensor({0, 0}));
+  const auto j = binary_metrics_json(m);
+  EXPECT_TRUE(j["iou"].is_null());
+  EXPECT_TRUE(j["precision"].is_null());
+  EXPECT_DOUBLE_EQ(j["pixel_acc"].get<double>(), 1.0);
+}
+
+TEST(PredictiveEntropy, IsZeroWhenCertainAndLogCWhenUniform) {
+  const auto probs = torch::stack({torch::tensor({{1.0, 0.25}}), torch::tensor({{0.0, 0.25}}),
+                                   torch::tensor({{0.0, 0.25}}), torch::tensor({{0.0, 0.25}})});  // 4 x 1 x 2
+  const auto h = predictive_entropy(probs);
+  EXPECT_NEAR(h[0][0].item<double>(), 0.0, 1e-9);
+  EXPECT_NEAR(h[0][1].item<double>(), std::log(4.0), 1e-6);
 }

@@ -37,17 +37,21 @@ std::vector<ClassInfo> read_classes_csv(const fs::path& file);
 std::vector<ClassInfo> default_classes(int64_t count);
 
 // How stored label values map to classes: 0..num_classes-1 are classes, `void_labels` are ignored,
-// anything else is an error naming the file and the value.
+// anything else is an error naming the file and the value. Binary masks: 0 is background, 1 and
+// 255 foreground.
 struct LabelSpec {
   int64_t num_classes = 0;
   std::vector<int64_t> void_labels;
+  bool binary = false;
 };
 // Void is `void_label` when given, else num_classes and 255 (CamVid: 11).
 LabelSpec make_label_spec(int64_t num_classes, std::optional<int64_t> void_label);
+// Two classes from 0 / 1-or-255 masks; void only when `void_label` is given (2..254).
+LabelSpec make_binary_label_spec(std::optional<int64_t> void_label);
 
 struct SamplePaths {
   fs::path image;
-  fs::path label;
+  fs::path label;  // empty for an unlabelled image: every pixel is void
 };
 // A list file of `IMAGE LABEL` lines relative to `dir` (blank lines and '#' comments skipped).
 std::vector<SamplePaths> read_list(const fs::path& dir, const fs::path& list_file);
@@ -55,6 +59,11 @@ std::vector<SamplePaths> read_list(const fs::path& dir, const fs::path& list_fil
 std::vector<SamplePaths> pair_folders(const fs::path& dir);
 // The list when `dir/list` exists, else the images/ masks/ pairing; an empty result is an Error.
 std::vector<SamplePaths> find_samples(const fs::path& dir, const std::string& list);
+// Image files named directly and those inside named folders (in name order).
+std::vector<fs::path> list_images(const std::vector<fs::path>& inputs);
+// Unlabelled images: a folder of images, or a list file of `IMAGE [LABEL]` lines relative to `dir`
+// (labels, if any, are not read).
+std::vector<SamplePaths> find_unlabeled(const fs::path& dir, const fs::path& folder_or_list);
 
 // Decodes an image as 8-bit RGB; unreadable or corrupt files are Errors naming the file.
 cv::Mat read_image(const fs::path& file);
@@ -65,7 +74,7 @@ struct Sample {
   cv::Mat image;  // RGB, CV_8UC3
   cv::Mat label;  // class ids, CV_8UC1, kIgnoreLabel for void
 };
-// Reads both files and checks that their sizes agree.
+// Reads both files and checks that their sizes agree; without a label, all pixels are void.
 Sample read_sample(const SamplePaths& paths, const LabelSpec& spec);
 // Area interpolation when shrinking, bilinear otherwise.
 cv::Mat resize_image(const cv::Mat& rgb, Size2 size);
@@ -151,6 +160,7 @@ struct SynthOptions {
   int64_t count = 120;  // images in all; a fifth go to val
   Size2 size{96, 128};
   uint64_t seed = 1;
+  bool binary = false;  // 0/255 masks: the shapes are foreground, no void
 };
 void synthesize_dataset(const SynthOptions& options);
 

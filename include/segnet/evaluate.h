@@ -19,5 +19,7 @@ ConfusionMatrix evaluate(Segmenter& segmenter, const std::vector<SamplePaths>& s
 // global_acc, class_avg_acc, miou, per_class [{name, iou, acc}], confusion (rows = truth).
 // Undefined values (a class absent from truth and prediction) are null.
 nlohmann::json metrics_json(const ConfusionMatrix& matrix, const std::vector<ClassInfo>& classes);
+// Foreground (class 1) of a two-class matrix: iou, dice (F1), precision, recall, pixel_acc, confusion.
+nlohmann::json binary_metrics_json(const ConfusionMatrix& matrix);
 
 }  // namespace segnet

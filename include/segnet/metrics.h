@@ -33,6 +33,10 @@ class ConfusionMatrix {
   std::vector<int64_t> counts_;
 };
 
+// Per-pixel entropy (nats) of class probabilities, classes x H x W -> H x W: Bayesian SegNet's
+// uncertainty when the probabilities average Monte Carlo dropout samples.
+torch::Tensor predictive_entropy(const torch::Tensor& probabilities);
+
 // Median frequency balancing (Eigen & Fergus): freq(c) = pixels of c / pixels of the images where c
 // is present; weight(c) = median over present classes of freq / freq(c). Absent classes get 0.
 std::vector<float> median_frequency_weights(const std::vector<int64_t>& class_pixels,

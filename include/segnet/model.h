@@ -35,9 +35,10 @@ struct ConvBlockOptions {
   TORCH_ARG(int64_t, out);
   TORCH_ARG(int64_t, kernel);
   TORCH_ARG(bool, relu) = true;
+  TORCH_ARG(int64_t, dilation) = 1;
 };
 
-// Convolution ("same" padding) + batch norm (+ ReLU).
+// Convolution ("same" padding, also when dilated) + batch norm (+ ReLU).
 class ConvBlockImpl : public torch::nn::Module {
  public:
   explicit ConvBlockImpl(const ConvBlockOptions& options);
@@ -54,6 +55,18 @@ class ConvBlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(ConvBlock);
 
+// Dropout that can keep sampling in eval mode: Monte Carlo dropout (Bayesian SegNet) wants batch
+// norm's running statistics but a fresh dropout mask on every pass.
+class McDropoutImpl : public torch::nn::Module {
+ public:
+  explicit McDropoutImpl(double p) : p(p) {}
+  torch::Tensor forward(const torch::Tensor& x);
+
+  double p;
+  bool sample_in_eval = false;
+};
+TORCH_MODULE(McDropout);
+
 // The layer plan of a network: channels of each stage's convolutions, outermost stage first.
 struct Architecture {
   std::string name;
@@ -62,37 +75,77 @@ struct Architecture {
   std::vector<std::vector<int64_t>> decoder;  // per stage, deepest first
   bool decoder_relu;
   int64_t classifier_kernel;
+  // Bayesian SegNet: dropout on the outputs of this many of the deepest encoder and decoder stages.
+  int64_t dropout_stages = 0;
 };
 
-// "segnet" or "segnet-basic"; anything else is an Error.
+// "segnet", "segnet-basic", "bayesian-segnet" or "bayesian-segnet-basic"; anything else is an Error.
 Architecture architecture(const std::string& name);
 std::vector<std::string> model_names();
 
 struct SegNetOptions {
   SegNetOptions(std::string model, int64_t num_classes) : model_(std::move(model)), num_classes_(num_classes) {}
   TORCH_ARG(std::string, model);
-  TORCH_ARG(int64_t, num_classes);
+  TORCH_ARG(int64_t, num_classes);  // output channels: 1 for binary segmentation
   TORCH_ARG(int64_t, in_channels) = 3;
+  // How each decoder stage upsamples: "indices" (SegNet's max-unpooling with the encoder's pool
+  // indices), "transposed" (learned 2x2 stride-2 transposed convolution) or "bilinear".
+  TORCH_ARG(std::string, decoder) = "indices";
+  // Dilation of the convolutions of each encoder stage, one per stage; empty means all 1.
+  TORCH_ARG(std::vector<int64_t>, dilation) = {};
+};
+std::vector<std::string> decoder_names();
+
+struct EncoderStageOptions {
+  EncoderStageOptions(int64_t in, std::vector<int64_t> channels, int64_t kernel)
+      : in_(in), channels_(std::move(channels)), kernel_(kernel) {}
+  TORCH_ARG(int64_t, in);
+  TORCH_ARG(std::vector<int64_t>, channels);  // output channels of each conv
+  TORCH_ARG(int64_t, kernel);
+  TORCH_ARG(int64_t, dilation) = 1;
+  TORCH_ARG(double, dropout) = 0;  // probability, on the pooled output; 0 = no dropout
 };
 
 class EncoderStageImpl : public torch::nn::Module {
  public:
-  EncoderStageImpl(int64_t in, const std::vector<int64_t>& channels, int64_t kernel);
+  explicit EncoderStageImpl(const EncoderStageOptions& options);
   // Returns (pooled, pool indices); the pre-pooling size is the input's.
   std::tuple<torch::Tensor, torch::Tensor> forward(torch::Tensor x);
 
   torch::nn::Sequential convs;
   MaxPoolWithIndices pool;
+  McDropout dropout{nullptr};
 };
 TORCH_MODULE(EncoderStage);
 
+// How a decoder stage gets back to its encoder stage's resolution (SegNetOptions::decoder).
+enum class Upsampling { Indices, Transposed, Bilinear };
+
+struct DecoderStageOptions {
+  DecoderStageOptions(int64_t in, std::vector<int64_t> channels, int64_t kernel)
+      : in_(in), channels_(std::move(channels)), kernel_(kernel) {}
+  TORCH_ARG(int64_t, in);
+  TORCH_ARG(std::vector<int64_t>, channels);  // output channels of each conv
+  TORCH_ARG(int64_t, kernel);
+  TORCH_ARG(bool, relu) = true;
+  TORCH_ARG(Upsampling, upsampling) = Upsampling::Indices;
+  TORCH_ARG(double, dropout) = 0;  // probability, on the stage's output; 0 = no dropout
+};
+
 class DecoderStageImpl : public torch::nn::Module {
  public:
-  DecoderStageImpl(int64_t in, const std::vector<int64_t>& channels, int64_t kernel, bool relu);
+  explicit DecoderStageImpl(const DecoderStageOptions& options);
+  // `indices` and `size` come from the matching encoder stage; `size` is its pre-pooling height and width.
   torch::Tensor forward(torch::Tensor x, const torch::Tensor& indices, std::vector<int64_t> size);
 
-  MaxUnpool unpool;
+  // The upsampler options.upsampling names; bilinear interpolation needs neither.
+  MaxUnpool unpool{nullptr};
+  torch::nn::ConvTranspose2d upconv{nullptr};
   torch::nn::Sequential convs;
+  McDropout dropout{nullptr};
+
+ private:
+  torch::Tensor upsample(const torch::Tensor& x, const torch::Tensor& indices, const std::vector<int64_t>& size);
 };
 TORCH_MODULE(DecoderStage);
 
@@ -103,6 +156,9 @@ class SegNetImpl : public torch::nn::Module {
   torch::Tensor forward(torch::Tensor x);
   // Inference only: folds every batch norm into its convolution.
   void fold_batch_norm();
+  // Bayesian models: keep dropout sampling in eval mode (Monte Carlo dropout). No-op without dropout.
+  void set_mc_dropout(bool enabled);
+  bool has_dropout() const;
 
   const SegNetOptions& options() const { return options_; }
 

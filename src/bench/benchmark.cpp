@@ -90,9 +90,10 @@ BenchResult run_benchmark(const BenchOptions& o) {
     to_channels_last(*model);
     model->train();
     optimizer = std::make_unique<torch::optim::SGD>(model->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
-    step = [&] { train_step(model, *optimizer, batch, weights, o.precision, o.device); };
+    const Objective objective{false, "ce", weights};
+    step = [&, objective] { train_step(model, *optimizer, batch, objective, o.precision, o.device); };
   } else {
-    segmenter = std::make_unique<Segmenter>(info, model, o.device, o.precision);
+    segmenter = std::make_unique<Segmenter>(info, model, o.device, SegmenterOptions{o.precision});
     step = [&] { segmenter->logits(images).sum().item<float>(); };  // item() waits for the device
   }
   for (int64_t i = 0; i < o.warmup; ++i) step();

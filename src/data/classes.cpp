@@ -106,4 +106,14 @@ LabelSpec make_label_spec(int64_t num_classes, std::optional<int64_t> void_label
   return spec;
 }
 
+LabelSpec make_binary_label_spec(std::optional<int64_t> void_label) {
+  LabelSpec spec{2, {}, true};
+  if (void_label) {
+    if (*void_label < 2 || *void_label > 254)
+      throw Error("--void-label: " + std::to_string(*void_label) + " must be in 2..254 for binary masks");
+    spec.void_labels = {*void_label};
+  }
+  return spec;
+}
+
 }  // namespace segnet

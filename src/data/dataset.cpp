@@ -76,6 +76,44 @@ static bool png_is_truncated(const std::vector<uint8_t>& bytes) {
   return true;
 }
 
+std::vector<fs::path> list_images(const std::vector<fs::path>& inputs) {
+  std::vector<fs::path> files;
+  for (const auto& input : inputs) {
+    if (fs::is_directory(input)) {
+      std::vector<fs::path> found;
+      for (const auto& e : fs::directory_iterator(input))
+        if (is_image_file(e.path())) found.push_back(e.path());
+      std::sort(found.begin(), found.end());
+      if (found.empty()) throw Error(input, "folder holds no images");
+      files.insert(files.end(), found.begin(), found.end());
+    } else {
+      if (!fs::exists(input)) throw Error(input, "no such file");
+      files.push_back(input);
+    }
+  }
+  return files;
+}
+
+std::vector<SamplePaths> find_unlabeled(const fs::path& dir, const fs::path& folder_or_list) {
+  std::vector<SamplePaths> samples;
+  const fs::path path = folder_or_list.is_absolute() || fs::exists(folder_or_list) ? folder_or_list : dir / folder_or_list;
+  if (fs::is_directory(path)) {
+    for (const auto& image : list_images({path})) samples.push_back({image, {}});
+    return samples;
+  }
+  std::ifstream in(path);
+  if (!in) throw Error(path, "no such folder or list of unlabelled images");
+  std::string line;
+  for (int line_no = 1; std::getline(in, line); ++line_no) {
+    std::stringstream ss(line);
+    std::string image;
+    if (!(ss >> image) || image[0] == '#') continue;
+    samples.push_back({dir / image, {}});
+  }
+  if (samples.empty()) throw Error(path, "list is empty");
+  return samples;
+}
+
 static cv::Mat decode(const fs::path& file, int flags) {
   if (!fs::is_regular_file(file)) throw Error(file, "no such file");
   std::ifstream in(file, std::ios::binary);
@@ -124,15 +162,20 @@ cv::Mat read_label(const fs::path& file, const LabelSpec& spec) {
   cv::Mat lut(1, 256, CV_8U);
   for (int v = 0; v < 256; ++v) {
     const bool is_void = std::count(spec.void_labels.begin(), spec.void_labels.end(), v) > 0;
-    if (v < spec.num_classes) {
+    if (spec.binary && (v == 1 || v == 255)) {
+      lut.at<uint8_t>(v) = 1;
+    } else if (spec.binary && v == 0) {
+      lut.at<uint8_t>(v) = 0;
+    } else if (!spec.binary && v < spec.num_classes) {
       lut.at<uint8_t>(v) = static_cast<uint8_t>(v);
     } else if (is_void) {
       lut.at<uint8_t>(v) = static_cast<uint8_t>(kIgnoreLabel);
     } else {
       lut.at<uint8_t>(v) = 0;
       if (histogram[v])
-        throw Error(file, "label value " + std::to_string(v) + " is neither a class (0.." +
-                              std::to_string(spec.num_classes - 1) + ") nor void");
+        throw Error(file, "label value " + std::to_string(v) + " is neither a class (" +
+                              (spec.binary ? std::string("0, or 1/255") : "0.." + std::to_string(spec.num_classes - 1)) +
+                              ") nor void");
     }
   }
   cv::Mat label;
@@ -141,7 +184,9 @@ cv::Mat read_label(const fs::path& file, const LabelSpec& spec) {
 }
 
 Sample read_sample(const SamplePaths& paths, const LabelSpec& spec) {
-  Sample s{read_image(paths.image), read_label(paths.label, spec)};
+  cv::Mat image = read_image(paths.image);
+  if (paths.label.empty()) return {image, cv::Mat(image.size(), CV_8UC1, cv::Scalar(kIgnoreLabel))};
+  Sample s{image, read_label(paths.label, spec)};
   if (s.image.size() != s.label.size())
     throw Error(paths.label, "mask is " + std::to_string(s.label.rows) + "x" + std::to_string(s.label.cols) +
                                  " but its image " + paths.image.string() + " is " + std::to_string(s.image.rows) +

@@ -106,15 +106,22 @@ void synthesize_dataset(const SynthOptions& options) {
     const std::string images = val ? "val/" : "train/", labels = val ? "valannot/" : "trainannot/";
     cv::Mat image, label;
     make_scene(options.size, painter, image, label);
+    if (options.binary) {  // shapes (and their borders) are foreground
+      cv::Mat road_or_background = label <= 1;
+      label.setTo(255);
+      label.setTo(0, road_or_background);
+    }
     write_png(options.out / images / name, image);
     write_png(options.out / labels / name, label);
     (val ? val_list : train_list) << images << name << ' ' << labels << name << '\n';
   }
   std::ofstream csv(options.out / "classes.csv");
   csv << "id,name,r,g,b\n";
-  for (size_t c = 0; c < kSynthClasses.size(); ++c)
-    csv << c << ',' << kSynthClasses[c].name << ',' << int(kSynthClasses[c].rgb[0]) << ','
-        << int(kSynthClasses[c].rgb[1]) << ',' << int(kSynthClasses[c].rgb[2]) << '\n';
+  const std::vector<ClassInfo> classes =
+      options.binary ? std::vector<ClassInfo>{{"background", {0, 0, 0}}, {"shape", {255, 40, 40}}} : kSynthClasses;
+  for (size_t c = 0; c < classes.size(); ++c)
+    csv << c << ',' << classes[c].name << ',' << int(classes[c].rgb[0]) << ',' << int(classes[c].rgb[1]) << ','
+        << int(classes[c].rgb[2]) << '\n';
   if (!csv) throw Error(options.out / "classes.csv", "cannot write");
 }
 

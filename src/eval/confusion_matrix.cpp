@@ -67,6 +67,10 @@ static double mean_defined(const std::vector<double>& values) {
   return n ? sum / n : std::numeric_limits<double>::quiet_NaN();
 }
 
+torch::Tensor predictive_entropy(const torch::Tensor& probabilities) {
+  return -(probabilities * torch::log(probabilities.clamp_min(1e-12))).sum(0);
+}
+
 double ConfusionMatrix::class_average_accuracy() const { return mean_defined(class_accuracy()); }
 double ConfusionMatrix::mean_iou() const { return mean_defined(class_iou()); }
 

@@ -50,4 +50,18 @@ nlohmann::json metrics_json(const ConfusionMatrix& matrix, const std::vector<Cla
   return j;
 }
 
+nlohmann::json binary_metrics_json(const ConfusionMatrix& m) {
+  const double tp = double(m.count(1, 1)), fp = double(m.count(0, 1)), fn = double(m.count(1, 0));
+  const double nan = std::nan("");
+  auto ratio = [&](double a, double b) { return number(b > 0 ? a / b : nan); };
+  nlohmann::json j;
+  j["iou"] = ratio(tp, tp + fp + fn);
+  j["dice"] = ratio(2 * tp, 2 * tp + fp + fn);
+  j["precision"] = ratio(tp, tp + fp);
+  j["recall"] = ratio(tp, tp + fn);
+  j["pixel_acc"] = number(m.global_accuracy());
+  j["confusion"] = {{m.count(0, 0), m.count(0, 1)}, {m.count(1, 0), m.count(1, 1)}};
+  return j;
+}
+
 }  // namespace segnet

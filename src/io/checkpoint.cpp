@@ -18,6 +18,9 @@ nlohmann::json to_json(const ModelInfo& info, const TrainState& state) {
   return {{"format", kFormat},
           {"version", kVersion},
           {"model", info.model},
+          {"task", info.task},
+          {"decoder", info.decoder},
+          {"dilation", info.dilation},
           {"classes", classes},
           {"void_labels", info.void_labels},
           {"size", {info.size.height, info.size.width}},
@@ -32,6 +35,9 @@ nlohmann::json to_json(const ModelInfo& info, const TrainState& state) {
 
 void from_json(const nlohmann::json& j, ModelInfo& info, TrainState& state) {
   info.model = j.at("model").get<std::string>();
+  info.task = j.at("task").get<std::string>();
+  info.decoder = j.at("decoder").get<std::string>();
+  info.dilation = j.at("dilation").get<std::vector<int64_t>>();
   for (const auto& c : j.at("classes")) info.classes.push_back({c.at("name"), c.at("rgb")});
   info.void_labels = j.at("void_labels").get<std::vector<int64_t>>();
   info.size = {j.at("size").at(0), j.at("size").at(1)};
@@ -58,10 +64,15 @@ torch::serialize::InputArchive open_archive(const std::filesystem::path& file) {
 }  // namespace
 
 void save_checkpoint(const std::filesystem::path& file, const ModelInfo& info, SegNet& model,
-                     const torch::optim::Optimizer* optimizer, const TrainState& state) {
+                     const torch::optim::Optimizer* optimizer, const TrainState& state, SegNet* teacher) {
   torch::serialize::OutputArchive root, weights;
   model->save(weights);
   root.write("model", weights);
+  if (teacher) {
+    torch::serialize::OutputArchive teacher_weights;
+    (*teacher)->save(teacher_weights);
+    root.write("teacher", teacher_weights);
+  }
   if (optimizer) {
     torch::serialize::OutputArchive optim;
     optimizer->save(optim);
@@ -84,7 +95,11 @@ Checkpoint load_checkpoint(const std::filesystem::path& file) {
   } catch (const nlohmann::json::exception& e) {
     throw Error(file, std::string("checkpoint metadata is malformed: ") + e.what());
   }
-  ck.model = SegNet(ck.info.options());
+  try {
+    ck.model = SegNet(ck.info.options());
+  } catch (const Error& e) {
+    throw Error(file, std::string("describes no buildable model: ") + e.what());
+  }
   // Module::load replaces tensors whatever their shape, so check the shapes ourselves.
   std::vector<std::pair<std::string, std::vector<int64_t>>> expected;
   for (const auto& p : ck.model->named_parameters()) expected.emplace_back(p.key(), p.value().sizes().vec());
@@ -102,6 +117,18 @@ Checkpoint load_checkpoint(const std::filesystem::path& file) {
       throw Error(file, "weight " + name + " does not fit a '" + ck.info.model + "' model");
   ck.model->eval();
   return ck;
+}
+
+bool load_teacher(const std::filesystem::path& file, SegNet& teacher) {
+  auto root = open_archive(file);
+  torch::serialize::InputArchive weights;
+  try {
+    if (!root.try_read("teacher", weights)) return false;
+    teacher->load(weights);
+  } catch (const c10::Error&) {
+    throw Error(file, "teacher weights do not fit this model");
+  }
+  return true;
 }
 
 void load_optimizer_state(const std::filesystem::path& file, torch::optim::Optimizer& optimizer) {

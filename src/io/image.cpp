@@ -4,6 +4,7 @@
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <torch/torch.h>
 
 #include <fstream>
 #include <unistd.h>
@@ -41,6 +42,15 @@ cv::Mat colorize(const cv::Mat& labels, const std::vector<ClassInfo>& classes) {
   cv::cvtColor(labels, three, cv::COLOR_GRAY2RGB);
   cv::LUT(three, lut, color);
   return color;
+}
+
+cv::Mat heatmap(const torch::Tensor& values, double max_value) {
+  const auto bytes = (values.to(torch::kFloat) * (255.0 / max_value)).clamp(0, 255).to(torch::kUInt8).contiguous();
+  const cv::Mat grey(static_cast<int>(bytes.size(0)), static_cast<int>(bytes.size(1)), CV_8UC1, bytes.data_ptr<uint8_t>());
+  cv::Mat bgr, rgb;
+  cv::applyColorMap(grey, bgr, cv::COLORMAP_INFERNO);
+  cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+  return rgb;
 }
 
 cv::Mat overlay(const cv::Mat& rgb, const cv::Mat& color, double alpha) {

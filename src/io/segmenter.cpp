@@ -1,3 +1,4 @@
+#include <segnet/error.h>
 #include <segnet/segmenter.h>
 
 #include <opencv2/imgproc.hpp>
@@ -5,9 +6,13 @@
 
 namespace segnet {
 
-Segmenter::Segmenter(ModelInfo info, const SegNet& model, torch::Device device, Precision precision)
-    : info_(std::move(info)), model_(info_.options()), device_(device),
-      dtype_(precision == Precision::BFloat16 ? torch::kBFloat16 : torch::kFloat) {
+Segmenter::Segmenter(ModelInfo info, const SegNet& model, torch::Device device, SegmenterOptions options)
+    : info_(std::move(info)), model_(info_.options()), device_(device), options_(options),
+      dtype_(options.precision == Precision::BFloat16 ? torch::kBFloat16 : torch::kFloat) {
+  if (options_.mc_samples < 1) throw Error("--mc-samples: must be at least 1");
+  if (options_.mc_samples > 1 && !model_->has_dropout())
+    throw Error("--mc-samples: model '" + info_.model + "' has no dropout to sample (use a bayesian-* model)");
+  if (!(options_.threshold > 0 && options_.threshold < 1)) throw Error("--threshold: must be between 0 and 1");
   {
     torch::NoGradGuard no_grad;
     auto params = model->named_parameters(), buffers = model->named_buffers();
@@ -15,14 +20,16 @@ Segmenter::Segmenter(ModelInfo info, const SegNet& model, torch::Device device, 
     for (auto& b : model_->named_buffers()) b.value().copy_(buffers[b.key()]);
   }
   model_->eval();
+  model_->set_mc_dropout(options_.mc_samples > 1);
   model_->fold_batch_norm();
   model_->to(device_, dtype_);
   to_channels_last(*model_);
 }
 
-Segmenter Segmenter::from_checkpoint(const std::filesystem::path& file, torch::Device device, Precision precision) {
+Segmenter Segmenter::from_checkpoint(const std::filesystem::path& file, torch::Device device,
+                                     SegmenterOptions options) {
   Checkpoint ck = load_checkpoint(file);
-  return Segmenter(std::move(ck.info), ck.model, device, precision);
+  return Segmenter(std::move(ck.info), ck.model, device, options);
 }
 
 torch::Tensor Segmenter::logits(const torch::Tensor& input) {
@@ -33,7 +40,14 @@ torch::Tensor Segmenter::logits(const torch::Tensor& input) {
 
 torch::Tensor Segmenter::probabilities(const cv::Mat& rgb) {
   torch::NoGradGuard no_grad;
-  auto probs = torch::softmax(logits(image_to_tensor(resize_image(rgb, info_.size), info_.norm).unsqueeze(0)), 1);
+  const auto input = image_to_tensor(resize_image(rgb, info_.size), info_.norm).unsqueeze(0);
+  torch::Tensor probs;
+  for (int64_t s = 0; s < options_.mc_samples; ++s) {
+    const auto z = logits(input);
+    const auto p = info_.binary() ? torch::cat({1 - torch::sigmoid(z), torch::sigmoid(z)}, 1) : torch::softmax(z, 1);
+    probs = s == 0 ? p : probs.add_(p);
+  }
+  probs.div_(static_cast<double>(options_.mc_samples));
   if (probs.size(2) != rgb.rows || probs.size(3) != rgb.cols)
     probs = torch::nn::functional::interpolate(
         probs, torch::nn::functional::InterpolateFuncOptions()
@@ -43,9 +57,11 @@ torch::Tensor Segmenter::probabilities(const cv::Mat& rgb) {
   return probs.squeeze(0).to(torch::kCPU).contiguous();
 }
 
-cv::Mat Segmenter::segment(const cv::Mat& rgb) {
-  const auto ids = probabilities(rgb).argmax(0).to(torch::kUInt8).contiguous();
-  return cv::Mat(rgb.rows, rgb.cols, CV_8UC1, ids.data_ptr<uint8_t>()).clone();
+cv::Mat Segmenter::labels_from(const torch::Tensor& probabilities) const {
+  const auto ids = (info_.binary() ? probabilities[1].ge(options_.threshold) : probabilities.argmax(0))
+                       .to(torch::kUInt8)
+                       .contiguous();
+  return cv::Mat(static_cast<int>(ids.size(0)), static_cast<int>(ids.size(1)), CV_8UC1, ids.data_ptr<uint8_t>()).clone();
 }
 
 }  // namespace segnet

@@ -118,7 +118,8 @@ torch::Tensor MaxUnpoolImpl::forward(const torch::Tensor& x, const torch::Tensor
 
 ConvBlockImpl::ConvBlockImpl(const ConvBlockOptions& o) : relu(o.relu()) {
   conv = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(o.in(), o.out(), o.kernel())
-                                                       .padding(o.kernel() / 2)));
+                                                       .dilation(o.dilation())
+                                                       .padding(o.dilation() * (o.kernel() / 2))));
   bn = register_module("bn", torch::nn::BatchNorm2d(o.out()));
 }
 
@@ -135,6 +136,10 @@ void ConvBlockImpl::fold_batch_norm() {
   conv->weight.mul_(scale.view({-1, 1, 1, 1}));
   conv->bias.sub_(bn->running_mean).mul_(scale).add_(bn->bias);
   folded_ = true;
+}
+
+torch::Tensor McDropoutImpl::forward(const torch::Tensor& x) {
+  return torch::dropout(x, p, is_training() || sample_in_eval);  // elementwise, as Bayesian SegNet's Caffe models
 }
 
 int64_t parameter_count(torch::nn::Module& module) {

@@ -6,6 +6,47 @@
 
 namespace segnet {
 
+namespace {
+
+constexpr double kBayesianDropout = 0.5;  // Bayesian SegNet's rate
+
+// "a, b or c", for errors that list the valid choices.
+std::string one_of(const std::vector<std::string>& names) {
+  std::string list;
+  for (size_t i = 0; i < names.size(); ++i) list += (i == 0 ? "" : i + 1 == names.size() ? " or " : ", ") + names[i];
+  return list;
+}
+
+Upsampling upsampling_of(const std::string& decoder) {
+  if (decoder == "indices") return Upsampling::Indices;
+  if (decoder == "transposed") return Upsampling::Transposed;
+  if (decoder == "bilinear") return Upsampling::Bilinear;
+  throw Error("unknown decoder '" + decoder + "' (expected " + one_of(decoder_names()) + ")");
+}
+
+// One dilation per encoder stage; empty options mean undilated.
+std::vector<int64_t> encoder_dilation(const SegNetOptions& options, size_t stages) {
+  if (options.dilation().empty()) return std::vector<int64_t>(stages, 1);
+  if (options.dilation().size() != stages)
+    throw Error("model '" + options.model() + "' takes " + std::to_string(stages) +
+                " dilation values, one per encoder stage, got " + std::to_string(options.dilation().size()));
+  for (int64_t d : options.dilation())
+    if (d < 1) throw Error("dilation must be at least 1, got " + std::to_string(d));
+  return options.dilation();
+}
+
+torch::nn::Sequential conv_blocks(int64_t in, const std::vector<int64_t>& channels, int64_t kernel, bool relu,
+                                  int64_t dilation) {
+  torch::nn::Sequential blocks;
+  for (int64_t out : channels) {
+    blocks->push_back(ConvBlock(ConvBlockOptions(in, out, kernel).relu(relu).dilation(dilation)));
+    in = out;
+  }
+  return blocks;
+}
+
+}  // namespace
+
 Architecture architecture(const std::string& name) {
   if (name == "segnet")  // VGG16's 13 convolutions and their mirror image
     return {name, 3,
@@ -14,34 +55,57 @@ Architecture architecture(const std::string& name) {
             /*decoder_relu=*/true, /*classifier_kernel=*/3};
   if (name == "segnet-basic")  // the paper's smaller variant: no ReLU in the decoder
     return {name, 7, {{64}, {64}, {64}, {64}}, {{64}, {64}, {64}, {64}}, /*decoder_relu=*/false, 1};
-  throw Error("unknown model '" + name + "' (expected segnet or segnet-basic)");
+  // Bayesian SegNet's "central encoder-decoder" variant: the same layers, with dropout after the deepest
+  // stages, where the authors' Caffe models put it.
+  auto bayesian = [&](const std::string& base, int64_t dropout_stages) {
+    Architecture arch = architecture(base);
+    arch.name = name;
+    arch.dropout_stages = dropout_stages;
+    return arch;
+  };
+  if (name == "bayesian-segnet") return bayesian("segnet", 3);
+  if (name == "bayesian-segnet-basic") return bayesian("segnet-basic", 2);
+  throw Error("unknown model '" + name + "' (expected " + one_of(model_names()) + ")");
 }
 
-std::vector<std::string> model_names() { return {"segnet", "segnet-basic"}; }
-
-static torch::nn::Sequential conv_blocks(int64_t in, const std::vector<int64_t>& channels, int64_t kernel, bool relu) {
-  torch::nn::Sequential blocks;
-  for (int64_t out : channels) {
-    blocks->push_back(ConvBlock(ConvBlockOptions(in, out, kernel).relu(relu)));
-    in = out;
-  }
-  return blocks;
+std::vector<std::string> model_names() {
+  return {"segnet", "segnet-basic", "bayesian-segnet", "bayesian-segnet-basic"};
 }
 
-EncoderStageImpl::EncoderStageImpl(int64_t in, const std::vector<int64_t>& channels, int64_t kernel) {
-  convs = register_module("convs", conv_blocks(in, channels, kernel, true));
+std::vector<std::string> decoder_names() { return {"indices", "transposed", "bilinear"}; }
+
+EncoderStageImpl::EncoderStageImpl(const EncoderStageOptions& o) {
+  convs = register_module("convs", conv_blocks(o.in(), o.channels(), o.kernel(), true, o.dilation()));
   pool = register_module("pool", MaxPoolWithIndices());
+  if (o.dropout() > 0) dropout = register_module("dropout", McDropout(o.dropout()));
 }
 
-std::tuple<torch::Tensor, torch::Tensor> EncoderStageImpl::forward(torch::Tensor x) { return pool(convs->forward(x)); }
+std::tuple<torch::Tensor, torch::Tensor> EncoderStageImpl::forward(torch::Tensor x) {
+  auto [pooled, indices] = pool(convs->forward(x));
+  return {dropout ? dropout(pooled) : pooled, indices};
+}
 
-DecoderStageImpl::DecoderStageImpl(int64_t in, const std::vector<int64_t>& channels, int64_t kernel, bool relu) {
-  unpool = register_module("unpool", MaxUnpool());
-  convs = register_module("convs", conv_blocks(in, channels, kernel, relu));
+DecoderStageImpl::DecoderStageImpl(const DecoderStageOptions& o) {
+  if (o.upsampling() == Upsampling::Indices) unpool = register_module("unpool", MaxUnpool());
+  if (o.upsampling() == Upsampling::Transposed)
+    upconv = register_module(
+        "upconv", torch::nn::ConvTranspose2d(torch::nn::ConvTranspose2dOptions(o.in(), o.in(), 2).stride(2)));
+  convs = register_module("convs", conv_blocks(o.in(), o.channels(), o.kernel(), o.relu(), 1));
+  if (o.dropout() > 0) dropout = register_module("dropout", McDropout(o.dropout()));
 }
 
 torch::Tensor DecoderStageImpl::forward(torch::Tensor x, const torch::Tensor& indices, std::vector<int64_t> size) {
-  return convs->forward(unpool(x, indices, std::move(size)));
+  x = convs->forward(upsample(x, indices, size));
+  return dropout ? dropout(x) : x;
+}
+
+torch::Tensor DecoderStageImpl::upsample(const torch::Tensor& x, const torch::Tensor& indices,
+                                         const std::vector<int64_t>& size) {
+  if (unpool) return unpool(x, indices, size);
+  if (upconv)  // ceil-mode pooling left 2h >= H, so a crop restores odd sizes
+    return upconv(x).slice(2, 0, size[0]).slice(3, 0, size[1]);
+  namespace F = torch::nn::functional;
+  return F::interpolate(x, F::InterpolateFuncOptions().size(size).mode(torch::kBilinear).align_corners(false));
 }
 
 SegNetImpl::SegNetImpl(const SegNetOptions& options) : options_(options) {
@@ -49,15 +113,25 @@ SegNetImpl::SegNetImpl(const SegNetOptions& options) : options_(options) {
     throw Error("number of classes must be 1.." + std::to_string(kMaxClasses - 1) + ", got " +
                 std::to_string(options.num_classes()));
   const Architecture arch = architecture(options.model());
+  const Upsampling upsampling = upsampling_of(options.decoder());
+  const int64_t stages = static_cast<int64_t>(arch.encoder.size());
+  const std::vector<int64_t> dilation = encoder_dilation(options, stages);
   int64_t channels = options.in_channels();
-  for (size_t i = 0; i < arch.encoder.size(); ++i) {
+  for (int64_t i = 0; i < stages; ++i) {
+    const bool dropout = i >= stages - arch.dropout_stages;
     encoder_.push_back(register_module("encoder" + std::to_string(i + 1),
-                                       EncoderStage(channels, arch.encoder[i], arch.kernel)));
+                                       EncoderStage(EncoderStageOptions(channels, arch.encoder[i], arch.kernel)
+                                                        .dilation(dilation[i])
+                                                        .dropout(dropout ? kBayesianDropout : 0))));
     channels = arch.encoder[i].back();
   }
-  for (size_t i = 0; i < arch.decoder.size(); ++i) {
-    decoder_.push_back(register_module("decoder" + std::to_string(arch.decoder.size() - i),
-                                       DecoderStage(channels, arch.decoder[i], arch.kernel, arch.decoder_relu)));
+  for (int64_t i = 0; i < stages; ++i) {  // deepest first
+    const bool dropout = i < arch.dropout_stages;
+    decoder_.push_back(register_module("decoder" + std::to_string(stages - i),
+                                       DecoderStage(DecoderStageOptions(channels, arch.decoder[i], arch.kernel)
+                                                        .relu(arch.decoder_relu)
+                                                        .upsampling(upsampling)
+                                                        .dropout(dropout ? kBayesianDropout : 0))));
     channels = arch.decoder[i].back();
   }
   classifier_ = register_module(
@@ -89,8 +163,18 @@ void SegNetImpl::fold_batch_norm() {
     if (auto* block = m->as<ConvBlockImpl>()) block->fold_batch_norm();
 }
 
+void SegNetImpl::set_mc_dropout(bool enabled) {
+  for (auto& m : modules(/*include_self=*/false))
+    if (auto* dropout = m->as<McDropoutImpl>()) dropout->sample_in_eval = enabled;
+}
+
+bool SegNetImpl::has_dropout() const { return architecture(options_.model()).dropout_stages > 0; }
+
+// Unpooling, bilinear interpolation and dropout multiply nothing; dilation spreads a kernel's taps
+// without adding any.
 int64_t multiply_adds(const SegNetOptions& options, int64_t height, int64_t width) {
   const Architecture arch = architecture(options.model());
+  const bool transposed = upsampling_of(options.decoder()) == Upsampling::Transposed;
   int64_t macs = 0, in = options.in_channels(), h = height, w = width;
   auto convs = [&](const std::vector<int64_t>& channels, int64_t kernel) {
     for (int64_t out : channels) macs += h * w * in * out * kernel * kernel, in = out;
@@ -102,6 +186,7 @@ int64_t multiply_adds(const SegNetOptions& options, int64_t height, int64_t widt
     h = (h + 1) / 2, w = (w + 1) / 2;
   }
   for (size_t i = 0; i < arch.decoder.size(); ++i) {
+    if (transposed) macs += h * w * in * in * 2 * 2;  // each input pixel paints its own 2x2 output window
     std::tie(h, w) = sizes[sizes.size() - 1 - i];
     convs(arch.decoder[i], arch.kernel);
   }

@@ -20,17 +20,21 @@ namespace segnet {
 namespace {
 
 constexpr const char* kCsvHeader =
-    "epoch,train_loss,val_global_acc,val_class_avg_acc,val_miou,seconds,images_per_s,data_wait_fraction";
+    "epoch,train_loss,val_global_acc,val_class_avg_acc,val_miou,seconds,images_per_s,data_wait_fraction,"
+    "pseudo_confident_fraction";
 
 std::vector<ClassInfo> dataset_classes(const TrainOptions& o) {
   const fs::path csv = o.data / "classes.csv";
+  const bool binary = o.task == "binary";
   if (fs::exists(csv)) {
     auto classes = read_classes_csv(csv);
-    if (o.num_classes && *o.num_classes != static_cast<int64_t>(classes.size()))
-      throw Error(csv, "lists " + std::to_string(classes.size()) + " classes but --num-classes is " +
-                           std::to_string(*o.num_classes));
+    const int64_t expected = binary ? 2 : o.num_classes.value_or(static_cast<int64_t>(classes.size()));
+    if (expected != static_cast<int64_t>(classes.size()))
+      throw Error(csv, "lists " + std::to_string(classes.size()) + " classes but " +
+                           (binary ? std::string("a binary task has 2") : "--num-classes is " + std::to_string(expected)));
     return classes;
   }
+  if (binary) return {{"background", {0, 0, 0}}, {"foreground", {255, 40, 40}}};
   if (!o.num_classes) throw Error(csv, "not found; give --num-classes N");
   make_label_spec(*o.num_classes, o.void_label);  // validates the count
   return default_classes(*o.num_classes);
@@ -55,7 +59,8 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainOptions& o, S
 std::string format_row(const EpochRecord& r) {
   std::ostringstream s;
   s << r.epoch << ',' << std::setprecision(6) << r.train_loss << ',' << r.global_acc << ',' << r.class_avg_acc << ','
-    << r.miou << ',' << std::setprecision(4) << r.seconds << ',' << r.images_per_s << ',' << r.data_wait_fraction;
+    << r.miou << ',' << std::setprecision(4) << r.seconds << ',' << r.images_per_s << ',' << r.data_wait_fraction << ','
+    << r.pseudo_confident_fraction;
   return s.str();
 }
 
@@ -83,31 +88,126 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 
 }  // namespace
 
-double train_step(SegNet& model, torch::optim::Optimizer& optimizer, const Batch& batch,
-                  const torch::Tensor& class_weights, Precision precision, torch::Device device) {
-  const auto x = batch.images.to(device).contiguous(at::MemoryFormat::ChannelsLast);
+torch::Tensor segmentation_loss(const torch::Tensor& logits, const torch::Tensor& labels, const Objective& o) {
+  namespace F = torch::nn::functional;
+  if (!o.binary)
+    return F::cross_entropy(logits, labels, F::CrossEntropyFuncOptions().weight(o.class_weights).ignore_index(kIgnoreLabel));
+  const auto valid = labels != kIgnoreLabel;
+  const auto target = labels.clamp_max(1).to(torch::kFloat);
+  const auto z = logits.squeeze(1);
+  torch::Tensor loss = torch::zeros({}, logits.options());
+  if (o.loss == "bce" || o.loss == "bce+dice") {
+    const auto w = o.class_weights.index({labels.clamp_max(1)}) * valid;
+    const auto per_pixel = F::binary_cross_entropy_with_logits(z, target, F::BinaryCrossEntropyWithLogitsFuncOptions().reduction(torch::kNone));
+    loss = loss + (per_pixel * w).sum() / w.sum().clamp_min(1e-6);
+  }
+  if (o.loss == "dice" || o.loss == "bce+dice") {
+    const auto p = torch::sigmoid(z) * valid, t = target * valid;
+    loss = loss + 1 - (2 * (p * t).sum() + 1) / (p.sum() + t.sum() + 1);
+  }
+  return loss;
+}
+
+torch::Tensor confident_labels(const torch::Tensor& probabilities, double threshold) {
+  const int64_t class_dim = probabilities.dim() == 4 ? 1 : 0;
+  const auto [top, ids] = probabilities.max(class_dim);
+  return ids.masked_fill(top < threshold, kIgnoreLabel);
+}
+
+namespace {
+
+// The strong view of FixMatch-style pseudo-labelling, on normalised images: per-image contrast,
+// brightness and colour shifts, a blur on half the images, and one cutout rectangle. Photometric
+// only, so the weak view's labels still line up pixel for pixel.
+torch::Tensor strong_augment(const torch::Tensor& x) {
+  const int64_t n = x.size(0), h = x.size(2), w = x.size(3);
+  auto opts = x.options().dtype(torch::kFloat);
+  auto y = x * (0.6 + 0.8 * torch::rand({n, 1, 1, 1}, opts)) + (torch::rand({n, 1, 1, 1}, opts) - 0.5) * 0.8 +
+           (torch::rand({n, 3, 1, 1}, opts) - 0.5) * 0.4;
+  const auto blurred = torch::avg_pool2d(y, 3, 1, 1, /*ceil_mode=*/false, /*count_include_pad=*/false);
+  y = torch::where(torch::rand({n, 1, 1, 1}, opts) < 0.5, blurred, y);
+  const auto rows = torch::arange(h, opts).view({1, 1, h, 1}), cols = torch::arange(w, opts).view({1, 1, 1, w});
+  const auto top = torch::rand({n, 1, 1, 1}, opts) * (h * 0.75), left = torch::rand({n, 1, 1, 1}, opts) * (w * 0.75);
+  const auto inside = (rows >= top) & (rows < top + h / 4.0) & (cols >= left) & (cols < left + w / 4.0);
+  return y.masked_fill(inside, 0.0);
+}
+
+void ema_update(SegNet& teacher, SegNet& student, double decay) {
+  torch::NoGradGuard no_grad;
+  auto params = student->named_parameters(), buffers = student->named_buffers();
+  for (auto& p : teacher->named_parameters()) p.value().mul_(decay).add_(params[p.key()], 1.0 - decay);
+  for (auto& b : teacher->named_buffers()) b.value().copy_(buffers[b.key()]);
+}
+
+SegNet copy_model(const SegNetOptions& options, SegNet& source) {
+  SegNet copy(options);
+  torch::NoGradGuard no_grad;
+  auto params = source->named_parameters(), buffers = source->named_buffers();
+  for (auto& p : copy->named_parameters()) p.value().copy_(params[p.key()]);
+  for (auto& b : copy->named_buffers()) b.value().copy_(buffers[b.key()]);
+  return copy;
+}
+
+// Gaussian ramp-up (Laine & Aila): exp(-5 (1 - t)^2) as t goes 0 -> 1 over the ramp.
+double ramp(double progress_epochs, int64_t rampup_epochs) {
+  if (rampup_epochs <= 0 || progress_epochs >= rampup_epochs) return 1.0;
+  const double t = progress_epochs / rampup_epochs;
+  return std::exp(-5.0 * (1.0 - t) * (1.0 - t));
+}
+
+}  // namespace
+
+double train_step(SegNet& model, torch::optim::Optimizer& optimizer, const Batch& batch, const Objective& objective,
+                  Precision precision, torch::Device device, PseudoLabelStep* pseudo) {
+  const auto channels_last = at::MemoryFormat::ChannelsLast;
+  auto x = batch.images.to(device);
   const auto y = batch.labels.to(device);
+  torch::Tensor pseudo_targets;
+  if (pseudo) {
+    const auto weak = pseudo->unlabeled.images.to(device);
+    {
+      torch::NoGradGuard no_grad;
+      AutocastGuard autocast(precision, device);
+      const auto z = pseudo->teacher->forward(weak.contiguous(channels_last)).to(torch::kFloat);
+      const auto probs = objective.binary ? torch::cat({1 - torch::sigmoid(z), torch::sigmoid(z)}, 1) : torch::softmax(z, 1);
+      pseudo_targets = confident_labels(probs, pseudo->threshold);
+    }
+    pseudo->confident_fraction = (pseudo_targets != kIgnoreLabel).to(torch::kFloat).mean().item<double>();
+    x = torch::cat({x, strong_augment(weak)});  // one forward pass for both halves
+  }
   optimizer.zero_grad();
   torch::Tensor logits;
   {
     AutocastGuard autocast(precision, device);
-    logits = model->forward(x);
+    logits = model->forward(x.contiguous(channels_last));
   }
-  const auto loss = torch::nn::functional::cross_entropy(
-      logits.to(torch::kFloat), y,
-      torch::nn::functional::CrossEntropyFuncOptions().weight(class_weights).ignore_index(kIgnoreLabel));
+  logits = logits.to(torch::kFloat);
+  const int64_t n = y.size(0);
+  auto loss = segmentation_loss(logits.narrow(0, 0, n), y, objective);
+  if (pseudo && pseudo->confident_fraction > 0)  // with no confident pixel the term is 0/0
+    loss = loss + pseudo->weight * segmentation_loss(logits.narrow(0, n, logits.size(0) - n), pseudo_targets, objective);
   loss.backward();
   optimizer.step();
+  if (pseudo) ema_update(pseudo->teacher, model, pseudo->ema_decay);
   return loss.item<double>();
 }
 
 std::vector<EpochRecord> train(const TrainOptions& o) {
   if (o.epochs < 1) throw Error("--epochs: must be at least 1");
   if (o.batch < 1) throw Error("--batch: must be at least 1");
-  architecture(o.model);  // validates the name before any slow work
+  if (o.task != "multiclass" && o.task != "binary") throw Error("--task: '" + o.task + "' is not multiclass or binary");
+  const bool binary = o.task == "binary";
+  const std::string loss_name = o.loss.empty() ? (binary ? "bce" : "ce") : o.loss;
+  if (binary ? loss_name != "bce" && loss_name != "dice" && loss_name != "bce+dice" : loss_name != "ce")
+    throw Error("--loss: '" + loss_name + "' does not apply (binary: bce, dice, bce+dice; multiclass: ce)");
+  if (!(o.pseudo_threshold > 0 && o.pseudo_threshold <= 1)) throw Error("--pseudo-threshold: must be in (0, 1]");
+  if (o.pseudo_weight < 0 || o.pseudo_rampup < 0) throw Error("--pseudo-weight and --pseudo-rampup must be >= 0");
+  if (!(o.ema_decay >= 0 && o.ema_decay < 1)) throw Error("--ema-decay: must be in [0, 1)");
+  SegNet(SegNetOptions(o.model, 2).decoder(o.decoder).dilation(o.dilation));  // validates before any slow work
   const auto train_samples = find_samples(o.data, o.train_list);
   const fs::path val_list = o.data / o.val_list;
   const auto val_samples = fs::exists(val_list) ? read_list(o.data, val_list) : std::vector<SamplePaths>{};
+  const auto unlabeled = o.unlabeled.empty() ? std::vector<SamplePaths>{} : find_unlabeled(o.data, o.unlabeled);
   const fs::path last = o.out / "last.pt", best = o.out / "best.pt", csv = o.out / "metrics.csv";
 
   ModelInfo info;
@@ -115,8 +215,9 @@ std::vector<EpochRecord> train(const TrainOptions& o) {
   SegNet model{nullptr};
   if (o.resume) {
     Checkpoint ck = load_checkpoint(last);
-    if (ck.info.model != o.model)
-      throw Error(last, "is a '" + ck.info.model + "' run, not '" + o.model + "'");
+    if (ck.info.model != o.model || ck.info.task != o.task || ck.info.decoder != o.decoder || ck.info.dilation != o.dilation)
+      throw Error(last, "is a run of another model ('" + ck.info.model + "', task " + ck.info.task + ", decoder " +
+                            ck.info.decoder + ")");
     if (ck.state.optimizer != o.optimizer)
       throw Error(last, "was trained with " + ck.state.optimizer + ", not " + o.optimizer);
     info = ck.info;
@@ -127,11 +228,13 @@ std::vector<EpochRecord> train(const TrainOptions& o) {
     if (fs::exists(last))
       throw Error(last, "already holds a run; pass --resume to continue it or choose another --out");
     const auto classes = dataset_classes(o);
-    const LabelSpec spec = make_label_spec(static_cast<int64_t>(classes.size()), o.void_label);
+    const LabelSpec spec = binary ? make_binary_label_spec(o.void_label)
+                                  : make_label_spec(static_cast<int64_t>(classes.size()), o.void_label);
     if (o.progress) std::fprintf(stderr, "checking %zu training images\n", train_samples.size());
     const DatasetStatistics stats = compute_statistics(train_samples, spec, o.size);
     for (const auto& s : val_samples) read_sample(s, spec);  // fail now, not after the first epoch
-    info = {o.model, classes, spec.void_labels, o.size, stats.norm, class_weights(o, stats, spec.num_classes)};
+    info = {o.model,         o.task,   o.decoder,  o.dilation,
+            classes,         spec.void_labels, o.size, stats.norm, class_weights(o, stats, spec.num_classes)};
     torch::manual_seed(o.seed);
     model = SegNet(info.options());
     fs::create_directories(o.out);
@@ -144,7 +247,17 @@ std::vector<EpochRecord> train(const TrainOptions& o) {
 
   const LabelSpec spec = info.label_spec();
   BatchLoader loader(train_samples, spec, info.norm, {o.size, o.batch, /*shuffle=*/true, /*flip=*/true});
-  const auto weights = torch::tensor(info.class_weights).to(o.device);
+  BatchLoader unlabeled_loader(unlabeled, spec, info.norm, {o.size, o.batch, /*shuffle=*/true, /*flip=*/true});
+  const Objective objective{binary, loss_name, torch::tensor(info.class_weights).to(o.device)};
+  std::optional<PseudoLabelStep> pseudo;
+  if (!unlabeled.empty()) {
+    pseudo.emplace(PseudoLabelStep{copy_model(info.options(), model), {}, 0.0, o.pseudo_threshold, o.ema_decay});
+    if (o.resume && !load_teacher(last, pseudo->teacher))
+      throw Error(last, "holds no pseudo-label teacher: the run was not started with --unlabeled");
+    pseudo->teacher->to(o.device);
+    to_channels_last(*pseudo->teacher);
+    pseudo->teacher->eval();
+  }
 
   std::vector<EpochRecord> records;
   for (int64_t epoch = state.epoch + 1; epoch <= o.epochs; ++epoch) {
@@ -152,13 +265,23 @@ std::vector<EpochRecord> train(const TrainOptions& o) {
     torch::manual_seed(o.seed * 1000003 + epoch);  // randomness depends on (seed, epoch) alone: resumable
     model->train();
     auto batches = loader.epoch(o.seed * 1000003 + epoch);
+    // Unlabelled batches cycle through their own shuffles, seeded by (epoch, cycle).
+    int64_t cycle = 0;
+    std::optional<BatchLoader::Epoch> unlabeled_batches;
+    double confident_sum = 0;
     Progress progress("epoch " + std::to_string(epoch) + "/" + std::to_string(o.epochs) + " batch",
                       loader.batches_per_epoch(), o.progress);
     double loss_sum = 0;
     int64_t images = 0, step = 0;
     Batch batch;
     while (batches.next(batch)) {
-      const double l = train_step(model, *optimizer, batch, weights, o.precision, o.device);
+      if (pseudo) {
+        while (!unlabeled_batches || !unlabeled_batches->next(pseudo->unlabeled))
+          unlabeled_batches.emplace(unlabeled_loader.epoch((o.seed * 1000003 + epoch) * 7919 + cycle++));
+        pseudo->weight = o.pseudo_weight * ramp(epoch - 1 + double(step) / loader.batches_per_epoch(), o.pseudo_rampup);
+      }
+      const double l = train_step(model, *optimizer, batch, objective, o.precision, o.device, pseudo ? &*pseudo : nullptr);
+      if (pseudo) confident_sum += pseudo->confident_fraction;
       if (!std::isfinite(l)) throw Error("training diverged (loss " + std::to_string(l) + "); lower --lr");
       loss_sum += l * batch.images.size(0);
       images += batch.images.size(0);
@@ -175,8 +298,9 @@ std::vector<EpochRecord> train(const TrainOptions& o) {
     r.images_per_s = images / train_seconds;
     r.data_wait_fraction = batches.wait_seconds() / train_seconds;
     r.global_acc = r.class_avg_acc = r.miou = std::nan("");
+    r.pseudo_confident_fraction = pseudo ? confident_sum / step : std::nan("");
     if (!val_samples.empty()) {
-      Segmenter validator(info, model, o.device, o.precision);
+      Segmenter validator(info, model, o.device, SegmenterOptions{o.precision});
       const ConfusionMatrix m = evaluate(validator, val_samples, spec);
       r.global_acc = m.global_accuracy();
       r.class_avg_acc = m.class_average_accuracy();
@@ -193,7 +317,7 @@ std::vector<EpochRecord> train(const TrainOptions& o) {
     state.epoch = epoch;
     const bool improved = val_samples.empty() || r.miou > state.best_miou;
     if (improved) state.best_miou = r.miou, state.best_epoch = epoch;
-    save_checkpoint(last, info, model, optimizer.get(), state);
+    save_checkpoint(last, info, model, optimizer.get(), state, pseudo ? &pseudo->teacher : nullptr);
     if (improved) save_checkpoint(best, info, model, nullptr, state);
     records.push_back(r);
   }

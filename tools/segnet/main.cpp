@@ -31,27 +31,15 @@ struct Common {
   Precision numeric() const { return parse_precision(precision); }
 };
 
-// Image files named directly, and those inside named folders, in name order.
-std::vector<fs::path> collect_images(const std::vector<std::string>& inputs) {
-  std::vector<fs::path> files;
-  for (const auto& input : inputs) {
-    if (fs::is_directory(input)) {
-      std::vector<fs::path> found;
-      for (const auto& e : fs::directory_iterator(input)) {
-        std::string ext = e.path().extension().string();
-        std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
-        if (ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".bmp" || ext == ".tif" || ext == ".tiff")
-          found.push_back(e.path());
-      }
-      std::sort(found.begin(), found.end());
-      if (found.empty()) throw Error(input, "folder holds no images");
-      files.insert(files.end(), found.begin(), found.end());
-    } else {
-      if (!fs::exists(input)) throw Error(input, "no such file");
-      files.emplace_back(input);
-    }
-  }
-  return files;
+void add_inference_options(CLI::App* cmd, SegmenterOptions& o) {
+  cmd->add_option("--mc-samples", o.mc_samples, "Bayesian models: average this many dropout samples")
+      ->capture_default_str();
+  cmd->add_option("--threshold", o.threshold, "binary models: foreground probability threshold")->capture_default_str();
+}
+
+void print_binary_metrics(const nlohmann::json& j) {
+  for (const char* key : {"iou", "dice", "precision", "recall", "pixel_acc"})
+    std::printf("%-16s %s\n", key, j[key].is_null() ? "n/a" : std::to_string(j[key].get<double>()).substr(0, 6).c_str());
 }
 
 void print_metrics(const nlohmann::json& j) {
@@ -78,7 +66,12 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--data", t.data, "dataset directory (list files, or images/ and masks/)")->required();
   train_cmd->add_option("--train-list", t.train_list, "training list, relative to --data")->capture_default_str();
   train_cmd->add_option("--val-list", t.val_list, "validation list (skipped if absent)")->capture_default_str();
-  train_cmd->add_option("--model", t.model, "segnet | segnet-basic")->capture_default_str();
+  train_cmd->add_option("--model", t.model, "segnet | segnet-basic | bayesian-segnet | bayesian-segnet-basic")
+      ->capture_default_str();
+  train_cmd->add_option("--decoder", t.decoder, "indices | transposed | bilinear")->capture_default_str();
+  train_cmd->add_option("--dilation", t.dilation, "dilation of each encoder stage, e.g. 1,1,1,2,4")->delimiter(',');
+  train_cmd->add_option("--task", t.task, "multiclass | binary")->capture_default_str();
+  train_cmd->add_option("--loss", t.loss, "binary: bce (default) | dice | bce+dice");
   train_cmd->add_option("--size", train_size, "training size HxW")->capture_default_str();
   train_cmd->add_option("--epochs", t.epochs)->capture_default_str();
   train_cmd->add_option("--batch", t.batch)->capture_default_str();
@@ -88,6 +81,12 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--class-weights", t.class_weights, "median | none | FILE")->capture_default_str();
   train_cmd->add_option("--num-classes", t.num_classes, "needed when the dataset has no classes.csv");
   train_cmd->add_option("--void-label", t.void_label, "label value to ignore (default: classes and 255)");
+  train_cmd->add_option("--unlabeled", t.unlabeled, "folder or list of unlabelled images: pseudo-label training");
+  train_cmd->add_option("--pseudo-weight", t.pseudo_weight, "lambda of the pseudo-label loss")->capture_default_str();
+  train_cmd->add_option("--pseudo-threshold", t.pseudo_threshold, "tau: confidence a pseudo-label needs")
+      ->capture_default_str();
+  train_cmd->add_option("--pseudo-rampup", t.pseudo_rampup, "epochs over which lambda ramps up")->capture_default_str();
+  train_cmd->add_option("--ema-decay", t.ema_decay, "teacher's exponential moving average")->capture_default_str();
   train_cmd->add_option("--out", t.out, "run directory")->required();
   train_cmd->add_flag("--resume", t.resume, "continue the run in --out from last.pt");
   train_cmd->add_option("--seed", t.seed)->capture_default_str();
@@ -97,30 +96,48 @@ int main(int argc, char** argv) {
   std::string eval_ck, eval_list = "val.txt", eval_json;
   fs::path eval_data;
   Common eval_common;
+  SegmenterOptions eval_inference;
   auto* eval_cmd = app.add_subcommand("eval", "score a checkpoint on a labelled list");
   eval_cmd->add_option("--checkpoint", eval_ck)->required();
   eval_cmd->add_option("--data", eval_data)->required();
   eval_cmd->add_option("--list", eval_list)->capture_default_str();
   eval_cmd->add_option("--json", eval_json, "write metrics and confusion matrix here");
   eval_common.add_to(eval_cmd);
+  add_inference_options(eval_cmd, eval_inference);
 
   // predict
   std::string predict_ck;
   fs::path predict_out;
-  std::vector<std::string> predict_inputs;
+  std::vector<fs::path> predict_inputs;
   Common predict_common;
+  SegmenterOptions predict_inference;
   auto* predict_cmd = app.add_subcommand("predict", "segment images: ids, colours and overlays as PNG");
   predict_cmd->add_option("--checkpoint", predict_ck)->required();
   predict_cmd->add_option("--out", predict_out)->required();
   predict_cmd->add_option("inputs", predict_inputs, "image files or folders")->required();
   predict_common.add_to(predict_cmd);
+  add_inference_options(predict_cmd, predict_inference);
+
+  // pseudo-label
+  std::string pseudo_ck;
+  fs::path pseudo_out;
+  std::vector<fs::path> pseudo_inputs;
+  Common pseudo_common;
+  double pseudo_threshold = 0.9;
+  auto* pseudo_cmd = app.add_subcommand("pseudo-label", "write label masks of confident predictions, void elsewhere");
+  pseudo_cmd->add_option("--checkpoint", pseudo_ck)->required();
+  pseudo_cmd->add_option("--out", pseudo_out)->required();
+  pseudo_cmd->add_option("--threshold", pseudo_threshold, "top class probability a pixel needs")->capture_default_str();
+  pseudo_cmd->add_option("inputs", pseudo_inputs, "image files or folders")->required();
+  pseudo_common.add_to(pseudo_cmd);
 
   // bench
   BenchOptions b;
   Common bench_common;
   std::string bench_size = to_string(b.size), bench_mode = "infer", bench_json;
   auto* bench_cmd = app.add_subcommand("bench", "time training or inference on random input");
-  bench_cmd->add_option("--model", b.model, "segnet | segnet-basic")->capture_default_str();
+  bench_cmd->add_option("--model", b.model, "segnet | segnet-basic | bayesian-segnet | bayesian-segnet-basic")
+      ->capture_default_str();
   bench_cmd->add_option("--size", bench_size)->capture_default_str();
   bench_cmd->add_option("--batch", b.batch)->capture_default_str();
   bench_cmd->add_option("--mode", bench_mode, "train | infer")->capture_default_str();
@@ -139,6 +156,7 @@ int main(int argc, char** argv) {
   synth_cmd->add_option("--count", s.count)->capture_default_str();
   synth_cmd->add_option("--size", synth_size)->capture_default_str();
   synth_cmd->add_option("--seed", s.seed)->capture_default_str();
+  synth_cmd->add_flag("--binary", s.binary, "0/255 foreground masks instead of class ids");
 
   try {
     app.parse(argc, argv);
@@ -158,28 +176,55 @@ int main(int argc, char** argv) {
       else
         std::printf("%s already trained to %lld epochs\n", t.out.c_str(), static_cast<long long>(t.epochs));
     } else if (*eval_cmd) {
-      Segmenter segmenter = Segmenter::from_checkpoint(eval_ck, eval_common.setup(), eval_common.numeric());
+      eval_inference.precision = eval_common.numeric();
+      Segmenter segmenter = Segmenter::from_checkpoint(eval_ck, eval_common.setup(), eval_inference);
       const auto samples = find_samples(eval_data, eval_list);
       const bool terminal = ::isatty(2);
       const auto matrix = evaluate(segmenter, samples, segmenter.info().label_spec(), [&](size_t done, size_t total) {
         if (terminal) std::fprintf(stderr, "\r\033[Kevaluating %zu/%zu", done, total);
       });
       if (terminal) std::fprintf(stderr, "\r\033[K");
-      const auto j = metrics_json(matrix, segmenter.info().classes);
-      print_metrics(j);
+      const auto j = segmenter.info().binary() ? binary_metrics_json(matrix) : metrics_json(matrix, segmenter.info().classes);
+      segmenter.info().binary() ? print_binary_metrics(j) : print_metrics(j);
       if (!eval_json.empty()) write_text(eval_json, j.dump(2) + "\n");
     } else if (*predict_cmd) {
-      Segmenter segmenter = Segmenter::from_checkpoint(predict_ck, predict_common.setup(), predict_common.numeric());
-      const auto files = collect_images(predict_inputs);
+      predict_inference.precision = predict_common.numeric();
+      Segmenter segmenter = Segmenter::from_checkpoint(predict_ck, predict_common.setup(), predict_inference);
+      const auto files = list_images(predict_inputs);
       for (size_t i = 0; i < files.size(); ++i) {
         const cv::Mat rgb = read_image(files[i]);
-        const cv::Mat ids = segmenter.segment(rgb), color = colorize(ids, segmenter.info().classes);
+        const auto probs = segmenter.probabilities(rgb);
+        const cv::Mat ids = segmenter.labels_from(probs), color = colorize(ids, segmenter.info().classes);
         const std::string stem = files[i].stem().string();
-        write_png(predict_out / (stem + ".png"), ids);
-        write_png(predict_out / (stem + "_color.png"), color);
+        write_png(predict_out / (stem + ".png"), segmenter.info().binary() ? cv::Mat(ids * 255) : ids);  // masks as 0/255
+        if (predict_inference.mc_samples > 1)
+          write_png(predict_out / (stem + "_uncertainty.png"),
+                    heatmap(predictive_entropy(probs), std::log(double(segmenter.info().classes.size()))));
+        if (!segmenter.info().binary()) write_png(predict_out / (stem + "_color.png"), color);
         write_png(predict_out / (stem + "_overlay.png"), overlay(rgb, color));
         std::fprintf(stderr, "segmented %zu/%zu %s\n", i + 1, files.size(), files[i].c_str());
       }
+    } else if (*pseudo_cmd) {
+      Segmenter segmenter = Segmenter::from_checkpoint(pseudo_ck, pseudo_common.setup(), {pseudo_common.numeric()});
+      const auto& info = segmenter.info();
+      if (info.binary() || info.void_labels.empty())
+        throw Error(pseudo_ck, "pseudo-label needs a multi-class checkpoint with a void label");
+      if (!(pseudo_threshold > 0 && pseudo_threshold <= 1)) throw Error("--threshold: must be in (0, 1]");
+      const auto files = list_images(pseudo_inputs);
+      int64_t confident = 0, total = 0;
+      for (size_t i = 0; i < files.size(); ++i) {
+        const auto labels = confident_labels(segmenter.probabilities(read_image(files[i])), pseudo_threshold);
+        confident += (labels != kIgnoreLabel).sum().item<int64_t>();
+        total += labels.numel();
+        // Void is written as the training's void value, so the masks train as they are.
+        const auto mask = labels.masked_fill(labels == kIgnoreLabel, info.void_labels[0]).to(torch::kUInt8).contiguous();
+        write_png(pseudo_out / (files[i].stem().string() + ".png"),
+                  cv::Mat(int(mask.size(0)), int(mask.size(1)), CV_8UC1, mask.data_ptr<uint8_t>()));
+        std::fprintf(stderr, "pseudo-labelled %zu/%zu %s\n", i + 1, files.size(), files[i].c_str());
+      }
+      std::printf("%.1f%% of pixels confident at threshold %.2f; masks in %s (void = %lld)\n",
+                  100.0 * confident / std::max<int64_t>(1, total), pseudo_threshold, pseudo_out.c_str(),
+                  static_cast<long long>(info.void_labels[0]));
     } else if (*bench_cmd) {
       b.device = bench_common.setup();
       b.precision = bench_common.numeric();
