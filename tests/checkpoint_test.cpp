@@ -2,6 +2,8 @@
 #include <segnet/error.h>
 #include <segnet/segmenter.h>
 
+#include "temp_dir.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -10,16 +12,9 @@
 
 using namespace segnet;
 namespace fs = std::filesystem;
+using segnet::test::TempDir;
 
 namespace {
-
-struct TempDir {
-  fs::path path = fs::temp_directory_path() /
-                  ("segnet_checkpoint_test_" + std::to_string(::getpid()) + "_" +
-                   ::testing::UnitTest::GetInstance()->current_test_info()->name());
-  TempDir() { fs::create_directories(path); }
-  ~TempDir() { fs::remove_all(path); }
-};
 
 ModelInfo make_info(const std::string& model, int64_t classes) {
   ModelInfo info;

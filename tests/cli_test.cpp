@@ -1,6 +1,8 @@
 // Runs the real `segnet` binary: exit statuses, files written and the one-line errors on stderr.
 #include <segnet/data.h>
 
+#include "temp_dir.h"
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -15,19 +17,10 @@
 
 using namespace segnet;
 namespace fs = std::filesystem;
+using segnet::test::TempDir;
+using segnet::test::unique_temp_dir;
 
 namespace {
-
-fs::path unique_temp_dir(const std::string& name) {
-  return fs::temp_directory_path() / ("segnet_cli_test_" + std::to_string(::getpid()) + "_" + name);
-}
-
-struct TempDir {
-  fs::path path = unique_temp_dir(std::string(::testing::UnitTest::GetInstance()->current_test_info()->test_suite_name()) +
-                                  "_" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
-  TempDir() { fs::create_directories(path); }
-  ~TempDir() { fs::remove_all(path); }
-};
 
 std::string slurp(const fs::path& file) {
   std::ifstream in(file, std::ios::binary);

@@ -1,6 +1,8 @@
 #include <segnet/data.h>
 #include <segnet/error.h>
 
+#include "temp_dir.h"
+
 #include <gtest/gtest.h>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -14,17 +16,9 @@
 
 using namespace segnet;
 namespace fs = std::filesystem;
+using segnet::test::TempDir;
 
 namespace {
-
-struct TempDir {
-  fs::path path = fs::temp_directory_path() /
-                  ("segnet_data_test_" + std::to_string(::getpid()) + "_" +
-                   ::testing::UnitTest::GetInstance()->current_test_info()->test_suite_name() + "_" +
-                   ::testing::UnitTest::GetInstance()->current_test_info()->name());
-  TempDir() { fs::create_directories(path); }
-  ~TempDir() { fs::remove_all(path); }
-};
 
 void write_text(const fs::path& file, const std::string& text) {
   fs::create_directories(file.parent_path());

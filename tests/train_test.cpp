@@ -3,6 +3,8 @@
 #include <segnet/segmenter.h>
 #include <segnet/train.h>
 
+#include "temp_dir.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -11,16 +13,9 @@
 
 using namespace segnet;
 namespace fs = std::filesystem;
+using segnet::test::TempDir;
 
 namespace {
-
-struct TempDir {
-  fs::path path = fs::temp_directory_path() /
-                  ("segnet_train_test_" + std::to_string(::getpid()) + "_" +
-                   ::testing::UnitTest::GetInstance()->current_test_info()->name());
-  TempDir() { fs::create_directories(path); }
-  ~TempDir() { fs::remove_all(path); }
-};
 
 TrainOptions tiny_run(const fs::path& data, const fs::path& out) {
   TrainOptions o;

@@ -112,7 +112,9 @@ class BatchLoader {
     bool shuffle = false;
     bool flip = false;     // random horizontal flip
     int64_t prefetch = 4;  // batches decoded ahead
-    bool cache = true;     // keep resized samples in memory after their first decoding
+    // Keep resized samples in memory after their first decoding, unless they would take more
+    // than 4 GiB (3 image bytes + 1 label byte per pixel).
+    bool cache = true;
   };
   BatchLoader(std::vector<SamplePaths> samples, LabelSpec spec, Normalization norm, Options options);
 

@@ -172,6 +172,9 @@ TORCH_MODULE(SegNet);
 
 int64_t parameter_count(torch::nn::Module& module);
 
+// A new model with the options, weights and batch-norm statistics of `source`.
+SegNet copy_model(const SegNet& source);
+
 // Convolution multiply-adds of one forward pass on one H x W image.
 int64_t multiply_adds(const SegNetOptions& options, int64_t height, int64_t width);
 

@@ -11,6 +11,8 @@ namespace segnet {
 
 BatchLoader::BatchLoader(std::vector<SamplePaths> samples, LabelSpec spec, Normalization norm, Options options)
     : samples_(std::move(samples)), spec_(std::move(spec)), norm_(norm), options_(options) {
+  const double bytes = 4.0 * options_.size.height * options_.size.width * static_cast<double>(samples_.size());
+  options_.cache = options_.cache && bytes <= 4.0 * (1 << 30);
   if (options_.cache) cache_.resize(samples_.size());
 }
 

@@ -7,18 +7,12 @@
 namespace segnet {
 
 Segmenter::Segmenter(ModelInfo info, const SegNet& model, torch::Device device, SegmenterOptions options)
-    : info_(std::move(info)), model_(info_.options()), device_(device), options_(options),
+    : info_(std::move(info)), model_(copy_model(model)), device_(device), options_(options),
       dtype_(options.precision == Precision::BFloat16 ? torch::kBFloat16 : torch::kFloat) {
   if (options_.mc_samples < 1) throw Error("--mc-samples: must be at least 1");
   if (options_.mc_samples > 1 && !model_->has_dropout())
     throw Error("--mc-samples: model '" + info_.model + "' has no dropout to sample (use a bayesian-* model)");
   if (!(options_.threshold > 0 && options_.threshold < 1)) throw Error("--threshold: must be between 0 and 1");
-  {
-    torch::NoGradGuard no_grad;
-    auto params = model->named_parameters(), buffers = model->named_buffers();
-    for (auto& p : model_->named_parameters()) p.value().copy_(params[p.key()]);
-    for (auto& b : model_->named_buffers()) b.value().copy_(buffers[b.key()]);
-  }
   model_->eval();
   model_->set_mc_dropout(options_.mc_samples > 1);
   model_->fold_batch_norm();

@@ -172,6 +172,15 @@ bool SegNetImpl::has_dropout() const { return architecture(options_.model()).dro
 
 // Unpooling, bilinear interpolation and dropout multiply nothing; dilation spreads a kernel's taps
 // without adding any.
+SegNet copy_model(const SegNet& source) {
+  SegNet copy(source->options());
+  torch::NoGradGuard no_grad;
+  const auto params = source->named_parameters(), buffers = source->named_buffers();
+  for (auto& p : copy->named_parameters()) p.value().copy_(params[p.key()]);
+  for (auto& b : copy->named_buffers()) b.value().copy_(buffers[b.key()]);
+  return copy;
+}
+
 int64_t multiply_adds(const SegNetOptions& options, int64_t height, int64_t width) {
   const Architecture arch = architecture(options.model());
   const bool transposed = upsampling_of(options.decoder()) == Upsampling::Transposed;

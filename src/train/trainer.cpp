@@ -139,15 +139,6 @@ void ema_update(SegNet& teacher, SegNet& student, double decay) {
   for (auto& b : teacher->named_buffers()) b.value().copy_(buffers[b.key()]);
 }
 
-SegNet copy_model(const SegNetOptions& options, SegNet& source) {
-  SegNet copy(options);
-  torch::NoGradGuard no_grad;
-  auto params = source->named_parameters(), buffers = source->named_buffers();
-  for (auto& p : copy->named_parameters()) p.value().copy_(params[p.key()]);
-  for (auto& b : copy->named_buffers()) b.value().copy_(buffers[b.key()]);
-  return copy;
-}
-
 // Gaussian ramp-up (Laine & Aila): exp(-5 (1 - t)^2) as t goes 0 -> 1 over the ramp.
 double ramp(double progress_epochs, int64_t rampup_epochs) {
   if (rampup_epochs <= 0 || progress_epochs >= rampup_epochs) return 1.0;
@@ -251,7 +242,7 @@ std::vector<EpochRecord> train(const TrainOptions& o) {
   const Objective objective{binary, loss_name, torch::tensor(info.class_weights).to(o.device)};
   std::optional<PseudoLabelStep> pseudo;
   if (!unlabeled.empty()) {
-    pseudo.emplace(PseudoLabelStep{copy_model(info.options(), model), {}, 0.0, o.pseudo_threshold, o.ema_decay});
+    pseudo.emplace(PseudoLabelStep{copy_model(model), {}, 0.0, o.pseudo_threshold, o.ema_decay});
     if (o.resume && !load_teacher(last, pseudo->teacher))
       throw Error(last, "holds no pseudo-label teacher: the run was not started with --unlabeled");
     pseudo->teacher->to(o.device);
