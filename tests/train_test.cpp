@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <fstream>
 #include <unistd.h>
 
@@ -65,16 +66,20 @@ TEST(Train, ShortTrainingLowersLossAndBeatsChance) {
 }
 
 // An interrupted run resumed from last.pt ends with exactly the weights of an uninterrupted one.
+// A first call with fewer --epochs stands in for the interruption; the constant schedule makes the
+// two calls' learning rates those of one run (poly is a function of --epochs).
 TEST(Train, ResumeEndsWithTheWeightsOfAnUninterruptedRun) {
   TempDir dir;
   synthesize_dataset({dir.path / "data", 15, {24, 32}, 3});
   for (const std::string optimizer : {"sgd", "adam"}) {
     auto whole = tiny_run(dir.path / "data", dir.path / ("whole_" + optimizer));
     whole.optimizer = optimizer;
+    whole.lr_schedule = "constant";
     train(whole);
 
     auto first = tiny_run(dir.path / "data", dir.path / ("parts_" + optimizer));
     first.optimizer = optimizer;
+    first.lr_schedule = "constant";
     first.epochs = 1;
     train(first);
     auto rest = first;
@@ -96,6 +101,15 @@ TEST(Train, RefusesToOverwriteAnExistingRun) {
   const auto before = fs::last_write_time(o.out / "last.pt");
   EXPECT_THROW(train(o), Error);
   EXPECT_EQ(fs::last_write_time(o.out / "last.pt"), before);
+}
+
+TEST(LearningRateSchedule, PolyDecaysFromTheBaseRateToZeroAndConstantStays) {
+  EXPECT_DOUBLE_EQ(segnet::scheduled_lr("poly", 0.01, 0, 100), 0.01);
+  EXPECT_NEAR(segnet::scheduled_lr("poly", 0.01, 50, 100), 0.01 * std::pow(0.5, 0.9), 1e-12);
+  EXPECT_DOUBLE_EQ(segnet::scheduled_lr("poly", 0.01, 100, 100), 0.0);
+  EXPECT_GT(segnet::scheduled_lr("poly", 0.01, 98, 100), segnet::scheduled_lr("poly", 0.01, 99, 100));
+  EXPECT_DOUBLE_EQ(segnet::scheduled_lr("constant", 0.01, 99, 100), 0.01);
+  EXPECT_THROW(segnet::scheduled_lr("cosine", 0.01, 0, 100), segnet::Error);
 }
 
 TEST(ConfidentLabels, MarkExactlyThePixelsBelowTheThresholdAsVoid) {
@@ -177,6 +191,7 @@ TEST(Train, PseudoLabelRunRecordsConfidenceAndResumesExactly) {
   whole.unlabeled = dir.path / "data" / "val";  // a folder of images
   whole.pseudo_threshold = 0.5;
   whole.pseudo_rampup = 1;
+  whole.lr_schedule = "constant";  // as in the resume test above
   const auto records = train(whole);
   for (const auto& r : records) {
     EXPECT_GE(r.pseudo_confident_fraction, 0.0);

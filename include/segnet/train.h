@@ -29,6 +29,9 @@ struct TrainOptions {
   int64_t batch = 4;
   std::string optimizer = "sgd";  // sgd (momentum 0.9) | adam
   std::optional<double> lr;       // default 0.01 for sgd, 0.001 for adam
+  // poly: lr * (1 - step / total_steps)^0.9, per step, so that the last epochs settle instead of
+  // oscillating (validation mIoU at a constant rate swings by several points between epochs).
+  std::string lr_schedule = "poly";  // poly | constant
   double weight_decay = 5e-4;
   std::string class_weights = "median";  // median | none | path of a weights file
   std::optional<int64_t> num_classes;     // required without classes.csv (multiclass)
@@ -86,6 +89,9 @@ struct PseudoLabelStep {
 // view of the unlabelled batch. Returns the loss.
 double train_step(SegNet& model, torch::optim::Optimizer& optimizer, const Batch& batch, const Objective& objective,
                   Precision precision, torch::Device device, PseudoLabelStep* pseudo = nullptr);
+
+// The learning rate after `step` of `total_steps` optimizer steps under `schedule` (poly | constant).
+double scheduled_lr(const std::string& schedule, double base_lr, int64_t step, int64_t total_steps);
 
 // Writes out/metrics.csv (a row per epoch), out/last.pt and out/best.pt (best val mIoU, or last
 // without a val list). Returns the epochs run by this call.

@@ -46,14 +46,20 @@ std::vector<float> class_weights(const TrainOptions& o, const DatasetStatistics&
   return read_class_weights(o.class_weights, num_classes);
 }
 
+double base_lr(const TrainOptions& o) { return o.lr.value_or(o.optimizer == "sgd" ? 0.01 : 1e-3); }
+
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainOptions& o, SegNet& model) {
   if (o.optimizer == "sgd")
     return std::make_unique<torch::optim::SGD>(
-        model->parameters(), torch::optim::SGDOptions(o.lr.value_or(0.01)).momentum(0.9).weight_decay(o.weight_decay));
+        model->parameters(), torch::optim::SGDOptions(base_lr(o)).momentum(0.9).weight_decay(o.weight_decay));
   if (o.optimizer == "adam")
     return std::make_unique<torch::optim::Adam>(
-        model->parameters(), torch::optim::AdamOptions(o.lr.value_or(1e-3)).weight_decay(o.weight_decay));
+        model->parameters(), torch::optim::AdamOptions(base_lr(o)).weight_decay(o.weight_decay));
   throw Error("--optimizer: '" + o.optimizer + "' is not sgd or adam");
+}
+
+void set_lr(torch::optim::Optimizer& optimizer, double lr) {
+  for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
 }
 
 std::string format_row(const EpochRecord& r) {
@@ -108,6 +114,12 @@ torch::Tensor segmentation_loss(const torch::Tensor& logits, const torch::Tensor
   return loss;
 }
 
+double scheduled_lr(const std::string& schedule, double base_lr, int64_t step, int64_t total_steps) {
+  if (schedule == "constant") return base_lr;
+  if (schedule == "poly") return base_lr * std::pow(1.0 - double(std::min(step, total_steps)) / total_steps, 0.9);
+  throw Error("--lr-schedule: '" + schedule + "' is not poly or constant");
+}
+
 torch::Tensor confident_labels(const torch::Tensor& probabilities, double threshold) {
   const int64_t class_dim = probabilities.dim() == 4 ? 1 : 0;
   const auto [top, ids] = probabilities.max(class_dim);
@@ -116,20 +128,26 @@ torch::Tensor confident_labels(const torch::Tensor& probabilities, double thresh
 
 namespace {
 
+struct View {
+  torch::Tensor images, labels;
+};
+
 // The strong view of FixMatch-style pseudo-labelling, on normalised images: per-image contrast,
-// brightness and colour shifts, a blur on half the images, and one cutout rectangle. Photometric
-// only, so the weak view's labels still line up pixel for pixel.
-torch::Tensor strong_augment(const torch::Tensor& x) {
+// brightness and colour shifts, a blur on half the images, then CutMix (French et al. 2020): a box of
+// half the image's area comes, with its pseudo-labels, from the next image of the batch. Nothing is
+// warped, so the labels still line up pixel for pixel.
+View strong_view(const torch::Tensor& x, const torch::Tensor& labels) {
   const int64_t n = x.size(0), h = x.size(2), w = x.size(3);
   auto opts = x.options().dtype(torch::kFloat);
   auto y = x * (0.6 + 0.8 * torch::rand({n, 1, 1, 1}, opts)) + (torch::rand({n, 1, 1, 1}, opts) - 0.5) * 0.8 +
            (torch::rand({n, 3, 1, 1}, opts) - 0.5) * 0.4;
   const auto blurred = torch::avg_pool2d(y, 3, 1, 1, /*ceil_mode=*/false, /*count_include_pad=*/false);
   y = torch::where(torch::rand({n, 1, 1, 1}, opts) < 0.5, blurred, y);
+  const double box_h = h * std::sqrt(0.5), box_w = w * std::sqrt(0.5);
   const auto rows = torch::arange(h, opts).view({1, 1, h, 1}), cols = torch::arange(w, opts).view({1, 1, 1, w});
-  const auto top = torch::rand({n, 1, 1, 1}, opts) * (h * 0.75), left = torch::rand({n, 1, 1, 1}, opts) * (w * 0.75);
-  const auto inside = (rows >= top) & (rows < top + h / 4.0) & (cols >= left) & (cols < left + w / 4.0);
-  return y.masked_fill(inside, 0.0);
+  const auto top = torch::rand({n, 1, 1, 1}, opts) * (h - box_h), left = torch::rand({n, 1, 1, 1}, opts) * (w - box_w);
+  const auto inside = (rows >= top) & (rows < top + box_h) & (cols >= left) & (cols < left + box_w);
+  return {torch::where(inside, y.roll(1, 0), y), torch::where(inside.squeeze(1), labels.roll(1, 0), labels)};
 }
 
 void ema_update(SegNet& teacher, SegNet& student, double decay) {
@@ -153,9 +171,10 @@ double train_step(SegNet& model, torch::optim::Optimizer& optimizer, const Batch
   const auto channels_last = at::MemoryFormat::ChannelsLast;
   auto x = batch.images.to(device);
   const auto y = batch.labels.to(device);
-  torch::Tensor pseudo_targets;
+  View strong;
   if (pseudo) {
     const auto weak = pseudo->unlabeled.images.to(device);
+    torch::Tensor pseudo_targets;
     {
       torch::NoGradGuard no_grad;
       AutocastGuard autocast(precision, device);
@@ -164,7 +183,8 @@ double train_step(SegNet& model, torch::optim::Optimizer& optimizer, const Batch
       pseudo_targets = confident_labels(probs, pseudo->threshold);
     }
     pseudo->confident_fraction = (pseudo_targets != kIgnoreLabel).to(torch::kFloat).mean().item<double>();
-    x = torch::cat({x, strong_augment(weak)});  // one forward pass for both halves
+    strong = strong_view(weak, pseudo_targets);
+    x = torch::cat({x, strong.images});  // one forward pass for both halves
   }
   optimizer.zero_grad();
   torch::Tensor logits;
@@ -175,8 +195,13 @@ double train_step(SegNet& model, torch::optim::Optimizer& optimizer, const Batch
   logits = logits.to(torch::kFloat);
   const int64_t n = y.size(0);
   auto loss = segmentation_loss(logits.narrow(0, 0, n), y, objective);
-  if (pseudo && pseudo->confident_fraction > 0)  // with no confident pixel the term is 0/0
-    loss = loss + pseudo->weight * segmentation_loss(logits.narrow(0, n, logits.size(0) - n), pseudo_targets, objective);
+  if (pseudo && pseudo->confident_fraction > 0) {  // with no confident pixel the term is 0/0
+    // Scaled by the confident share, as FixMatch averages over all unlabelled pixels: a handful of
+    // confident pixels early in training must not carry the full weight lambda.
+    const double share = (strong.labels != kIgnoreLabel).to(torch::kFloat).mean().item<double>();
+    loss = loss + pseudo->weight * share *
+                      segmentation_loss(logits.narrow(0, n, logits.size(0) - n), strong.labels, objective);
+  }
   loss.backward();
   optimizer.step();
   if (pseudo) ema_update(pseudo->teacher, model, pseudo->ema_decay);
@@ -194,6 +219,7 @@ std::vector<EpochRecord> train(const TrainOptions& o) {
   if (!(o.pseudo_threshold > 0 && o.pseudo_threshold <= 1)) throw Error("--pseudo-threshold: must be in (0, 1]");
   if (o.pseudo_weight < 0 || o.pseudo_rampup < 0) throw Error("--pseudo-weight and --pseudo-rampup must be >= 0");
   if (!(o.ema_decay >= 0 && o.ema_decay < 1)) throw Error("--ema-decay: must be in [0, 1)");
+  scheduled_lr(o.lr_schedule, 1.0, 0, 1);  // validates the name
   SegNet(SegNetOptions(o.model, 2).decoder(o.decoder).dilation(o.dilation));  // validates before any slow work
   const auto train_samples = find_samples(o.data, o.train_list);
   const fs::path val_list = o.data / o.val_list;
@@ -271,6 +297,8 @@ std::vector<EpochRecord> train(const TrainOptions& o) {
           unlabeled_batches.emplace(unlabeled_loader.epoch((o.seed * 1000003 + epoch) * 7919 + cycle++));
         pseudo->weight = o.pseudo_weight * ramp(epoch - 1 + double(step) / loader.batches_per_epoch(), o.pseudo_rampup);
       }
+      set_lr(*optimizer, scheduled_lr(o.lr_schedule, base_lr(o), (epoch - 1) * loader.batches_per_epoch() + step,
+                                      o.epochs * loader.batches_per_epoch()));
       const double l = train_step(model, *optimizer, batch, objective, o.precision, o.device, pseudo ? &*pseudo : nullptr);
       if (pseudo) confident_sum += pseudo->confident_fraction;
       if (!std::isfinite(l)) throw Error("training diverged (loss " + std::to_string(l) + "); lower --lr");

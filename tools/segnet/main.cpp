@@ -77,6 +77,8 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--batch", t.batch)->capture_default_str();
   train_cmd->add_option("--optimizer", t.optimizer, "sgd | adam")->capture_default_str();
   train_cmd->add_option("--lr", t.lr, "learning rate (default 0.01 sgd, 0.001 adam)");
+  train_cmd->add_option("--lr-schedule", t.lr_schedule, "poly (decays to 0 over --epochs) or constant")
+      ->capture_default_str();
   train_cmd->add_option("--weight-decay", t.weight_decay)->capture_default_str();
   train_cmd->add_option("--class-weights", t.class_weights, "median | none | FILE")->capture_default_str();
   train_cmd->add_option("--num-classes", t.num_classes, "needed when the dataset has no classes.csv");
