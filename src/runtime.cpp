@@ -6,7 +6,6 @@
 #include <torch/cuda.h>
 #include <torch/utils.h>
 
-#include <malloc.h>
 #include <thread>
 
 namespace segnet {
@@ -15,11 +14,6 @@ void set_threads(int n) {
   if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   torch::set_num_threads(n);
   cv::setNumThreads(n);
-}
-
-void keep_freed_memory() {
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
 
 torch::Device parse_device(const std::string& name) {

@@ -120,6 +120,32 @@ TEST(ConfidentLabels, MarkExactlyThePixelsBelowTheThresholdAsVoid) {
   EXPECT_TRUE(torch::equal(confident_labels(probs.unsqueeze(0), 0.7), labels.unsqueeze(0)));  // batched
 }
 
+// Strong views are learnt from in a pass of their own whose batch statistics do not enter the running
+// averages: after a pseudo-label step they equal those of a step on the labelled batch alone.
+TEST(PseudoLabelStep, LeavesBatchNormRunningStatisticsToTheLabelledBatch) {
+  torch::manual_seed(3);
+  const SegNetOptions options("segnet-basic", 3);
+  SegNet plain(options), with_pseudo = copy_model(plain);
+  Batch labelled{torch::randn({2, 3, 16, 16}), torch::randint(0, 3, {2, 16, 16}, torch::kLong)};
+  PseudoLabelStep pseudo{copy_model(plain), {torch::randn({2, 3, 16, 16}) * 3 + 2, {}}, 1.0, 0.0, 0.99};
+  pseudo.teacher->eval();
+  const Objective objective{false, "ce", torch::ones({3})};
+  for (SegNet* model : {&plain, &with_pseudo}) {
+    (*model)->train();
+    torch::optim::SGD optimizer((*model)->parameters(), torch::optim::SGDOptions(0.01));
+    train_step(*model, optimizer, labelled, objective, Precision::Float32, torch::kCPU,
+               model == &with_pseudo ? &pseudo : nullptr);
+  }
+  EXPECT_EQ(pseudo.confident_fraction, 1.0);  // threshold 0: the student did learn from the strong view
+  const auto a = plain->named_buffers(), b = with_pseudo->named_buffers();
+  for (const auto& buffer : a)
+    if (buffer.key().find("running") != std::string::npos)
+      EXPECT_TRUE(torch::equal(buffer.value(), b[buffer.key()])) << buffer.key();
+  // ... and the pseudo-label term did change the weights.
+  const auto pa = plain->named_parameters(), pb = with_pseudo->named_parameters();
+  EXPECT_FALSE(torch::equal(pa.begin()->value(), pb[pa.begin()->key()]));
+}
+
 TEST(SegmentationLoss, BinaryLossesIgnoreVoidAndFallAsPredictionsImprove) {
   const auto labels = torch::tensor({{{0, 1}, {1, int(kIgnoreLabel)}}}, torch::kLong);  // 1 x 2 x 2
   for (const std::string loss : {"bce", "dice", "bce+dice"}) {

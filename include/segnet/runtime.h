@@ -9,11 +9,6 @@ namespace segnet {
 // Uses all cores when n <= 0 (LibTorch picks 1 on some machines otherwise).
 void set_threads(int n);
 
-// Keeps freed tensor memory in the process instead of returning it to the kernel: otherwise every
-// activation above glibc's 32 MB mmap limit is page-faulted in afresh on each use, which costs
-// more than the convolution that fills it. Call once at start-up.
-void keep_freed_memory();
-
 // "cpu", "cuda" or "cuda:K"; an unavailable device is an Error.
 torch::Device parse_device(const std::string& name);
 

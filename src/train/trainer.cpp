@@ -166,42 +166,74 @@ double ramp(double progress_epochs, int64_t rampup_epochs) {
 
 }  // namespace
 
+namespace {
+
+// Running statistics must describe real images at inference, not strong views: while alive, batch
+// norm layers normalise with the batch's statistics but leave their running averages as they are.
+class FrozenRunningStatistics {
+ public:
+  explicit FrozenRunningStatistics(SegNet& model) {
+    for (const auto& module : model->modules(/*include_self=*/false))
+      if (auto* bn = module->as<torch::nn::BatchNorm2dImpl>()) {
+        saved_.emplace_back(bn, bn->options.momentum());
+        bn->options.momentum(0.0);  // running = (1 - 0) * running + 0 * batch
+      }
+  }
+  ~FrozenRunningStatistics() {
+    for (auto& [bn, momentum] : saved_) bn->options.momentum(momentum);
+  }
+  FrozenRunningStatistics(const FrozenRunningStatistics&) = delete;
+  FrozenRunningStatistics& operator=(const FrozenRunningStatistics&) = delete;
+
+ private:
+  std::vector<std::pair<torch::nn::BatchNorm2dImpl*, c10::optional<double>>> saved_;
+};
+
+// The unlabelled half of a step: the teacher labels the weak view, and the student learns the
+// confident labels from the strong view in a pass of its own, so that strong views never enter the
+// labelled batch's normalisation.
+torch::Tensor pseudo_label_loss(SegNet& model, PseudoLabelStep& p, const Objective& objective, Precision precision,
+                                torch::Device device) {
+  const auto channels_last = at::MemoryFormat::ChannelsLast;
+  const auto weak = p.unlabeled.images.to(device);
+  torch::Tensor targets;
+  {
+    torch::NoGradGuard no_grad;
+    AutocastGuard autocast(precision, device);
+    const auto z = p.teacher->forward(weak.contiguous(channels_last)).to(torch::kFloat);
+    const auto probs = objective.binary ? torch::cat({1 - torch::sigmoid(z), torch::sigmoid(z)}, 1) : torch::softmax(z, 1);
+    targets = confident_labels(probs, p.threshold);
+  }
+  p.confident_fraction = (targets != kIgnoreLabel).to(torch::kFloat).mean().item<double>();
+  if (p.confident_fraction == 0 || p.weight == 0) return torch::zeros({}, weak.options());  // nothing to learn
+  const View strong = strong_view(weak, targets);
+  // Scaled by the confident share, as FixMatch averages over all unlabelled pixels: a handful of
+  // confident pixels early in training must not carry the full weight lambda.
+  const double share = (strong.labels != kIgnoreLabel).to(torch::kFloat).mean().item<double>();
+  if (share == 0) return torch::zeros({}, weak.options());
+  torch::Tensor logits;
+  {
+    FrozenRunningStatistics frozen(model);
+    AutocastGuard autocast(precision, device);
+    logits = model->forward(strong.images.contiguous(channels_last));
+  }
+  return p.weight * share * segmentation_loss(logits.to(torch::kFloat), strong.labels, objective);
+}
+
+}  // namespace
+
 double train_step(SegNet& model, torch::optim::Optimizer& optimizer, const Batch& batch, const Objective& objective,
                   Precision precision, torch::Device device, PseudoLabelStep* pseudo) {
-  const auto channels_last = at::MemoryFormat::ChannelsLast;
-  auto x = batch.images.to(device);
-  const auto y = batch.labels.to(device);
-  View strong;
-  if (pseudo) {
-    const auto weak = pseudo->unlabeled.images.to(device);
-    torch::Tensor pseudo_targets;
-    {
-      torch::NoGradGuard no_grad;
-      AutocastGuard autocast(precision, device);
-      const auto z = pseudo->teacher->forward(weak.contiguous(channels_last)).to(torch::kFloat);
-      const auto probs = objective.binary ? torch::cat({1 - torch::sigmoid(z), torch::sigmoid(z)}, 1) : torch::softmax(z, 1);
-      pseudo_targets = confident_labels(probs, pseudo->threshold);
-    }
-    pseudo->confident_fraction = (pseudo_targets != kIgnoreLabel).to(torch::kFloat).mean().item<double>();
-    strong = strong_view(weak, pseudo_targets);
-    x = torch::cat({x, strong.images});  // one forward pass for both halves
-  }
-  optimizer.zero_grad();
+  // Gradients are dropped rather than zeroed, so that no gradient memory is held through the
+  // forward pass (LibTorch 1.13's zero_grad() keeps and zeroes them).
+  for (auto& p : model->parameters()) p.mutable_grad().reset();
   torch::Tensor logits;
   {
     AutocastGuard autocast(precision, device);
-    logits = model->forward(x.contiguous(channels_last));
+    logits = model->forward(batch.images.to(device).contiguous(at::MemoryFormat::ChannelsLast));
   }
-  logits = logits.to(torch::kFloat);
-  const int64_t n = y.size(0);
-  auto loss = segmentation_loss(logits.narrow(0, 0, n), y, objective);
-  if (pseudo && pseudo->confident_fraction > 0) {  // with no confident pixel the term is 0/0
-    // Scaled by the confident share, as FixMatch averages over all unlabelled pixels: a handful of
-    // confident pixels early in training must not carry the full weight lambda.
-    const double share = (strong.labels != kIgnoreLabel).to(torch::kFloat).mean().item<double>();
-    loss = loss + pseudo->weight * share *
-                      segmentation_loss(logits.narrow(0, n, logits.size(0) - n), strong.labels, objective);
-  }
+  auto loss = segmentation_loss(logits.to(torch::kFloat), batch.labels.to(device), objective);
+  if (pseudo) loss = loss + pseudo_label_loss(model, *pseudo, objective, precision, device);
   loss.backward();
   optimizer.step();
   if (pseudo) ema_update(pseudo->teacher, model, pseudo->ema_decay);

@@ -54,7 +54,6 @@ void print_metrics(const nlohmann::json& j) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  keep_freed_memory();
   CLI::App app{"SegNet semantic segmentation: train, evaluate, segment."};
   app.require_subcommand(1);
 
