@@ -204,3 +204,21 @@ TEST(SegNet, ChannelsLastParametersGiveTheSameOutput) {
         << decoder;
   }
 }
+
+// Inference in bf16 (bf16 weights, as the Segmenter runs it) computes what fp32 does, for every
+// decoder: LibTorch 1.13's own bf16 transposed convolution would return a wrongly sized output.
+TEST(SegNet, Bf16WeightsGiveTheFp32OutputForEveryDecoder) {
+  torch::manual_seed(9);
+  torch::NoGradGuard no_grad;
+  for (const auto& decoder : decoder_names()) {
+    SegNet model(SegNetOptions("segnet-basic", 3).decoder(decoder));
+    model->eval();
+    const auto x = torch::randn({1, 3, 21, 25});
+    const auto fp32 = model->forward(x);
+    model->to(torch::kBFloat16);
+    to_channels_last(*model);
+    const auto bf16 = model->forward(x.to(torch::kBFloat16).contiguous(at::MemoryFormat::ChannelsLast)).to(torch::kFloat);
+    ASSERT_EQ(bf16.sizes(), fp32.sizes()) << decoder;
+    EXPECT_LT((bf16 - fp32).abs().mean().item<double>(), 0.02 * fp32.abs().mean().item<double>()) << decoder;
+  }
+}

@@ -102,8 +102,17 @@ torch::Tensor DecoderStageImpl::forward(torch::Tensor x, const torch::Tensor& in
 torch::Tensor DecoderStageImpl::upsample(const torch::Tensor& x, const torch::Tensor& indices,
                                          const std::vector<int64_t>& size) {
   if (unpool) return unpool(x, indices, size);
-  if (upconv)  // ceil-mode pooling left 2h >= H, so a crop restores odd sizes
-    return upconv(x).slice(2, 0, size[0]).slice(3, 0, size[1]);
+  if (upconv) {
+    // A 2x2 stride-2 transposed convolution paints each input pixel's own 2x2 window: the same as a
+    // 1x1 convolution to 4x the channels then a pixel shuffle, which is how it runs here, because
+    // LibTorch 1.13's bf16 CPU transposed convolution returns a wrongly sized output.
+    const auto& w = upconv->weight;  // in x out x 2 x 2
+    const int64_t out = w.size(1);
+    const auto painted = torch::conv2d(x, w.permute({1, 2, 3, 0}).reshape({out * 4, w.size(0), 1, 1}),
+                                       upconv->bias.repeat_interleave(4));
+    // Ceil-mode pooling left 2h >= H, so a crop restores odd sizes.
+    return torch::pixel_shuffle(painted, 2).slice(2, 0, size[0]).slice(3, 0, size[1]);
+  }
   namespace F = torch::nn::functional;
   return F::interpolate(x, F::InterpolateFuncOptions().size(size).mode(torch::kBilinear).align_corners(false));
 }
