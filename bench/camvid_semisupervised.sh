@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 data=$(realpath "${1:-../shared/camvid}")
 out=$(realpath -m "${2:-runs/semisupervised}")
-epochs=${3:-30}
+epochs=${3:-40}
 size=${4:-120x160}
 mkdir -p "$out"
 awk 'NR % 8 == 1' "$data/train.txt" | sed "s|^|$data/|; s| | $data/|" > "$out/labelled.txt"
