@@ -120,6 +120,34 @@ TEST(ConfidentLabels, MarkExactlyThePixelsBelowTheThresholdAsVoid) {
   EXPECT_TRUE(torch::equal(confident_labels(probs.unsqueeze(0), 0.7), labels.unsqueeze(0)));  // batched
 }
 
+// CutMix must move labels with their pixels. Image k is flat (value k) and labelled k everywhere, so
+// after the colour changes each image holds exactly two values, and each must carry one label.
+TEST(StrongView, CutMixBoxesCarryTheirLabelsAndCoverHalfTheImage) {
+  torch::manual_seed(5);
+  const int64_t n = 4, h = 24, w = 32;
+  const auto ids = torch::arange(n, torch::kLong);
+  const auto images = ids.to(torch::kFloat).view({n, 1, 1, 1}).expand({n, 3, h, w}).contiguous();
+  const auto labels = ids.view({n, 1, 1}).expand({n, h, w}).contiguous();
+  const AugmentedBatch view = strong_view(images, labels);
+  ASSERT_EQ(view.images.sizes(), images.sizes());
+  ASSERT_EQ(view.labels.sizes(), labels.sizes());
+  for (int64_t k = 0; k < n; ++k) {
+    const auto pasted = view.labels[k] == (k + n - 1) % n;  // from the previous image of the batch
+    EXPECT_TRUE(torch::all(pasted | (view.labels[k] == k)).item<bool>()) << k;
+    const double share = pasted.to(torch::kFloat).mean().item<double>();
+    EXPECT_NEAR(share, 0.5, 0.1) << k;
+    for (int64_t c = 0; c < 3; ++c) {
+      const auto channel = view.images[k][c];
+      const auto in_box = channel.masked_select(pasted), outside = channel.masked_select(~pasted);
+      // One source image each (the blur of a flat image may differ in the last bit at the borders) ...
+      EXPECT_NEAR(in_box.min().item<float>(), in_box.max().item<float>(), 1e-5) << k;
+      EXPECT_NEAR(outside.min().item<float>(), outside.max().item<float>(), 1e-5) << k;
+      // ... and two different ones.
+      EXPECT_GT(std::abs(in_box.mean().item<float>() - outside.mean().item<float>()), 1e-3) << k;
+    }
+  }
+}
+
 // Strong views are learnt from in a pass of their own whose batch statistics do not enter the running
 // averages: after a pseudo-label step they equal those of a step on the labelled batch alone.
 TEST(PseudoLabelStep, LeavesBatchNormRunningStatisticsToTheLabelledBatch) {

@@ -74,6 +74,15 @@ torch::Tensor segmentation_loss(const torch::Tensor& logits, const torch::Tensor
 // `probabilities`: N x classes x H x W (or classes x H x W) -> N x H x W (or H x W), int64.
 torch::Tensor confident_labels(const torch::Tensor& probabilities, double threshold);
 
+// The strong view of FixMatch-style pseudo-labelling, on normalised N x 3 x H x W images with
+// N x H x W labels: per-image contrast, brightness and colour shifts, a blur on half the images, then
+// CutMix (French et al. 2020): a box of half the image's area comes, with its labels, from the
+// previous image of the batch. Nothing is warped, so the labels still line up pixel for pixel.
+struct AugmentedBatch {
+  torch::Tensor images, labels;
+};
+AugmentedBatch strong_view(const torch::Tensor& images, const torch::Tensor& labels);
+
 // The unlabelled half of a semi-supervised step.
 struct PseudoLabelStep {
   SegNet teacher;   // eval mode; updated as an EMA of the student after the step

@@ -126,17 +126,7 @@ torch::Tensor confident_labels(const torch::Tensor& probabilities, double thresh
   return ids.masked_fill(top < threshold, kIgnoreLabel);
 }
 
-namespace {
-
-struct View {
-  torch::Tensor images, labels;
-};
-
-// The strong view of FixMatch-style pseudo-labelling, on normalised images: per-image contrast,
-// brightness and colour shifts, a blur on half the images, then CutMix (French et al. 2020): a box of
-// half the image's area comes, with its pseudo-labels, from the next image of the batch. Nothing is
-// warped, so the labels still line up pixel for pixel.
-View strong_view(const torch::Tensor& x, const torch::Tensor& labels) {
+AugmentedBatch strong_view(const torch::Tensor& x, const torch::Tensor& labels) {
   const int64_t n = x.size(0), h = x.size(2), w = x.size(3);
   auto opts = x.options().dtype(torch::kFloat);
   auto y = x * (0.6 + 0.8 * torch::rand({n, 1, 1, 1}, opts)) + (torch::rand({n, 1, 1, 1}, opts) - 0.5) * 0.8 +
@@ -149,6 +139,8 @@ View strong_view(const torch::Tensor& x, const torch::Tensor& labels) {
   const auto inside = (rows >= top) & (rows < top + box_h) & (cols >= left) & (cols < left + box_w);
   return {torch::where(inside, y.roll(1, 0), y), torch::where(inside.squeeze(1), labels.roll(1, 0), labels)};
 }
+
+namespace {
 
 void ema_update(SegNet& teacher, SegNet& student, double decay) {
   torch::NoGradGuard no_grad;
@@ -163,10 +155,6 @@ double ramp(double progress_epochs, int64_t rampup_epochs) {
   const double t = progress_epochs / rampup_epochs;
   return std::exp(-5.0 * (1.0 - t) * (1.0 - t));
 }
-
-}  // namespace
-
-namespace {
 
 // Running statistics must describe real images at inference, not strong views: while alive, batch
 // norm layers normalise with the batch's statistics but leave their running averages as they are.
@@ -206,7 +194,7 @@ torch::Tensor pseudo_label_loss(SegNet& model, PseudoLabelStep& p, const Objecti
   }
   p.confident_fraction = (targets != kIgnoreLabel).to(torch::kFloat).mean().item<double>();
   if (p.confident_fraction == 0 || p.weight == 0) return torch::zeros({}, weak.options());  // nothing to learn
-  const View strong = strong_view(weak, targets);
+  const AugmentedBatch strong = strong_view(weak, targets);
   // Scaled by the confident share, as FixMatch averages over all unlabelled pixels: a handful of
   // confident pixels early in training must not carry the full weight lambda.
   const double share = (strong.labels != kIgnoreLabel).to(torch::kFloat).mean().item<double>();
