@@ -205,7 +205,11 @@ torch::Tensor pseudo_label_loss(SegNet& model, PseudoLabelStep& p, const Objecti
     AutocastGuard autocast(precision, device);
     logits = model->forward(strong.images.contiguous(channels_last));
   }
-  return p.weight * share * segmentation_loss(logits.to(torch::kFloat), strong.labels, objective);
+  // Unweighted: the teacher learnt with the class weights, so its labels already favour rare classes
+  // (where they are least precise); weighting them again amplifies their noise.
+  Objective unweighted = objective;
+  unweighted.class_weights = torch::ones_like(objective.class_weights);
+  return p.weight * share * segmentation_loss(logits.to(torch::kFloat), strong.labels, unweighted);
 }
 
 }  // namespace
