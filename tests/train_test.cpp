@@ -174,6 +174,43 @@ TEST(PseudoLabelStep, LeavesBatchNormRunningStatisticsToTheLabelledBatch) {
   EXPECT_FALSE(torch::equal(pa.begin()->value(), pb[pa.begin()->key()]));
 }
 
+// The pseudo-label term is plain cross-entropy: changing the class weights changes the labelled term
+// of a step only. Each step's pseudo term is its loss minus the labelled loss of the same weights.
+TEST(PseudoLabelStep, PseudoLabelTermIgnoresTheClassWeights) {
+  torch::manual_seed(4);
+  const SegNet start(SegNetOptions("segnet-basic", 3));
+  const Batch labelled{torch::randn({2, 3, 16, 16}), torch::randint(0, 3, {2, 16, 16}, torch::kLong)};
+  const auto unlabeled = torch::randn({2, 3, 16, 16});
+  // A teacher whose labels mix the classes (else any weighting of them averages out): its classifier's
+  // bias centres each class's logits on this batch.
+  SegNet teacher = copy_model(start);
+  teacher->eval();
+  {
+    torch::NoGradGuard no_grad;
+    auto bias = teacher->named_parameters()["classifier.bias"];
+    bias.sub_(teacher->forward(unlabeled).mean({0, 2, 3}));
+    const auto counts = teacher->forward(unlabeled).argmax(1).flatten().bincount({}, 3);
+    ASSERT_GT(counts.min().item<int64_t>(), 2 * 16 * 16 / 10);
+  }
+  std::vector<double> pseudo_terms;
+  for (const auto& weights : {torch::ones({3}), torch::tensor({5.0f, 0.2f, 1.0f})}) {
+    const Objective objective{false, "ce", weights};
+    SegNet model = copy_model(start), probe = copy_model(start);
+    model->train();
+    probe->train();
+    const double labelled_loss = segmentation_loss(probe->forward(labelled.images), labelled.labels, objective).item<double>();
+    PseudoLabelStep pseudo{copy_model(teacher), {unlabeled, {}}, 1.0, 1e-6, 0.99};
+    pseudo.teacher->eval();
+    torch::optim::SGD optimizer(model->parameters(), torch::optim::SGDOptions(0.01));
+    torch::manual_seed(9);  // the same strong view for both weightings
+    const double loss = train_step(model, optimizer, labelled, objective, Precision::Float32, torch::kCPU, &pseudo);
+    ASSERT_EQ(pseudo.confident_fraction, 1.0);
+    pseudo_terms.push_back(loss - labelled_loss);
+  }
+  EXPECT_GT(pseudo_terms[0], 0.1);
+  EXPECT_NEAR(pseudo_terms[0], pseudo_terms[1], 1e-4);
+}
+
 TEST(SegmentationLoss, BinaryLossesIgnoreVoidAndFallAsPredictionsImprove) {
   const auto labels = torch::tensor({{{0, 1}, {1, int(kIgnoreLabel)}}}, torch::kLong);  // 1 x 2 x 2
   for (const std::string loss : {"bce", "dice", "bce+dice"}) {

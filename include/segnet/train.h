@@ -95,7 +95,8 @@ struct PseudoLabelStep {
 
 // One optimizer step; the loss is computed in fp32 whatever the precision of the forward pass.
 // With `pseudo`, the student also learns the teacher's confident labels on a strongly augmented
-// view of the unlabelled batch. Returns the loss.
+// view of the unlabelled batch, without class weights (the teacher's labels already lean towards
+// the rare classes it was weighted to find). Returns the loss.
 double train_step(SegNet& model, torch::optim::Optimizer& optimizer, const Batch& batch, const Objective& objective,
                   Precision precision, torch::Device device, PseudoLabelStep* pseudo = nullptr);
 
