@@ -17,7 +17,7 @@ awk 'NR % 8 == 1' "$data/train.txt" | sed "s|^|$data/|; s| | $data/|" > "$out/la
 awk 'NR % 8 != 1' "$data/train.txt" | sed "s|^|$data/|; s| | $data/|" > "$out/unlabelled.txt"
 echo "labelled: $(wc -l < "$out/labelled.txt") images ($out/labelled.txt); unlabelled: $(wc -l < "$out/unlabelled.txt")"
 common=(--data "$data" --train-list "$out/labelled.txt" --model segnet-basic --size "$size" --epochs "$epochs"
-        --batch 4 --optimizer adam --precision bf16 --seed "$seed" --threads $(( $(nproc) > 1 ? $(nproc) / 2 : 1 )))
+        --batch 4 --optimizer adam --precision bf16 --seed "$seed" --threads $((($(nproc) + 1) / 2)))
 rm -rf "$out/supervised" "$out/pseudo"
 build/segnet train "${common[@]}" --out "$out/supervised" > "$out/supervised.log" 2>&1 &
 supervised=$!
