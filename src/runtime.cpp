@@ -16,26 +16,14 @@ void set_threads(int n) {
   cv::setNumThreads(n);
 }
 
-torch::Device parse_device(const std::string& name) {
-  torch::Device device(torch::kCPU);
-  try {
-    device = torch::Device(name);
-  } catch (const c10::Error&) {
-    throw Error("--device: '" + name + "' is not a device (expected cpu or cuda[:K])");
-  }
+void check_device(torch::Device device) {
   if (device.is_cuda() && !torch::cuda::is_available())
-    throw Error("--device: '" + name + "' requested but this LibTorch has no usable CUDA device");
-  if (!device.is_cpu() && !device.is_cuda()) throw Error("--device: '" + name + "' is not supported");
-  return device;
+    throw OptionError("device", "'" + device.str() + "' requested, but this LibTorch has no usable CUDA device");
+  if (device.is_cuda() && device.has_index() && device.index() >= static_cast<int>(torch::cuda::device_count()))
+    throw OptionError("device", "'" + device.str() + "' does not exist (" + std::to_string(torch::cuda::device_count()) +
+                                    " CUDA devices)");
+  if (!device.is_cpu() && !device.is_cuda()) throw OptionError("device", "'" + device.str() + "' is not supported");
 }
-
-Precision parse_precision(const std::string& name) {
-  if (name == "fp32") return Precision::Float32;
-  if (name == "bf16") return Precision::BFloat16;
-  throw Error("--precision: '" + name + "' is not fp32 or bf16");
-}
-
-std::string to_string(Precision precision) { return precision == Precision::BFloat16 ? "bf16" : "fp32"; }
 
 AutocastGuard::AutocastGuard(Precision precision, torch::Device device)
     : enabled_(precision == Precision::BFloat16), cuda_(device.is_cuda()) {

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/videoio.hpp>
 
 #include <algorithm>
 #include <cstdlib>
@@ -306,4 +307,241 @@ TEST(Cli, TrainFailsNamingImageMissingFromTheList) {
   // train reports "checking N training images" before it finds the missing file.
   EXPECT_TRUE(FailsWithErrorNaming(r, (data / "img" / "b.png").string(), /*after_progress=*/true));
   EXPECT_FALSE(fs::exists(dir.path / "run" / "last.pt"));
+}
+
+// The overlay is the stated blend, alpha 0.5 of the class colour over the image, channel by channel
+// (writing the colour image once converted it to BGR in place, so overlays had red and blue swapped).
+TEST_F(CliRun, PredictOverlayIsHalfClassColourHalfImage) {
+  cv::Mat image(24, 32, CV_8UC3);
+  cv::randu(image, 0, 256);
+  const fs::path input = dir_.path / "scene.png", out = dir_.path / "pred";
+  ASSERT_TRUE(cv::imwrite(input.string(), image));  // BGR on disk, like every file read back below
+  const Result r = segnet_cli("predict --checkpoint " + quote(run_ / "best.pt") + " --out " + quote(out) + " " + quote(input),
+                              dir_.path);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const cv::Mat ids = cv::imread((out / "scene.png").string(), cv::IMREAD_UNCHANGED);
+  const cv::Mat over = cv::imread((out / "scene_overlay.png").string(), cv::IMREAD_COLOR);
+  const auto classes = read_classes_csv(data_ / "classes.csv");
+  ASSERT_EQ(over.size(), image.size());
+  int wrong = 0;
+  for (int y = 0; y < ids.rows; ++y)
+    for (int x = 0; x < ids.cols; ++x) {
+      const auto& rgb = classes[ids.at<uint8_t>(y, x)].rgb;
+      const cv::Vec3b bgr(rgb[2], rgb[1], rgb[0]), pixel = image.at<cv::Vec3b>(y, x), blended = over.at<cv::Vec3b>(y, x);
+      for (int c = 0; c < 3; ++c)
+        if (std::abs(blended[c] - (0.5 * bgr[c] + 0.5 * pixel[c])) > 1) ++wrong;
+    }
+  EXPECT_EQ(wrong, 0);
+}
+
+// Batched inference writes the masks one-by-one inference writes (fp32).
+TEST_F(CliRun, PredictInBatchesWritesTheMasksOfOneByOne) {
+  const fs::path one = dir_.path / "one", four = dir_.path / "four";
+  for (const auto& [out, batch] : {std::pair{one, 1}, std::pair{four, 4}}) {
+    const Result r = segnet_cli("predict --checkpoint " + quote(run_ / "best.pt") + " --out " + quote(out) +
+                                    " --batch " + std::to_string(batch) + " " + quote(data_ / "train"),
+                                dir_.path);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "batch " + std::to_string(batch))) << r.out;
+  }
+  int64_t pixels = 0, differing = 0, images = 0;
+  for (const auto& e : fs::directory_iterator(data_ / "train")) {
+    const std::string mask = e.path().stem().string() + ".png";
+    const cv::Mat a = cv::imread((one / mask).string(), cv::IMREAD_UNCHANGED), b = cv::imread((four / mask).string(), cv::IMREAD_UNCHANGED);
+    ASSERT_FALSE(a.empty());
+    ASSERT_EQ(a.size(), b.size());
+    pixels += static_cast<int64_t>(a.total());
+    differing += cv::countNonZero(a != b);
+    ++images;
+  }
+  EXPECT_EQ(images, 5);
+  EXPECT_LE(differing * 10000, pixels) << differing << " of " << pixels << " pixels differ";
+}
+
+// A video of N frames gives an overlay video of N frames of its size, and N masks with --masks.
+TEST_F(CliRun, PredictVideoWritesAnOverlayFrameAndAMaskPerInputFrame) {
+  const fs::path video = dir_.path / "drive.avi", out = dir_.path / "pred";
+  cv::VideoWriter writer(video.string(), cv::VideoWriter::fourcc('M', 'J', 'P', 'G'), 12, cv::Size(48, 40));
+  ASSERT_TRUE(writer.isOpened());
+  for (int i = 0; i < 7; ++i) {
+    cv::Mat frame(40, 48, CV_8UC3);
+    cv::randu(frame, 0, 256);
+    writer.write(frame);
+  }
+  writer.release();
+  const Result r = segnet_cli("predict --checkpoint " + quote(run_ / "best.pt") + " --out " + quote(out) +
+                                  " --batch 3 --masks " + quote(video),
+                              dir_.path);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "7 frames")) << r.out;
+  cv::VideoCapture result((out / "drive_overlay.avi").string());
+  ASSERT_TRUE(result.isOpened());
+  EXPECT_EQ(result.get(cv::CAP_PROP_FPS), 12);
+  int frames = 0;
+  for (cv::Mat frame; result.read(frame); ++frames) EXPECT_EQ(frame.size(), cv::Size(48, 40));
+  EXPECT_EQ(frames, 7);
+  int masks = 0;
+  for (const auto& e : fs::directory_iterator(out / "drive_masks")) {
+    EXPECT_EQ(cv::imread(e.path().string(), cv::IMREAD_UNCHANGED).size(), cv::Size(48, 40));
+    ++masks;
+  }
+  EXPECT_EQ(masks, 7);
+}
+
+TEST_F(CliRun, PredictRejectsUnreadableVideoNamingIt) {
+  const fs::path video = dir_.path / "broken.mp4";
+  std::ofstream(video) << "not a video at all";
+  const Result r = segnet_cli("predict --checkpoint " + quote(run_ / "best.pt") + " --out " + quote(dir_.path / "pred") +
+                                  " " + quote(video),
+                              dir_.path);
+  EXPECT_TRUE(FailsWithErrorNaming(r, video.string()));
+  EXPECT_FALSE(fs::exists(dir_.path / "pred" / "broken_overlay.avi"));
+}
+
+TEST_F(CliRun, PredictRejectsCameraThatDoesNotOpen) {
+  const Result r = segnet_cli("predict --checkpoint " + quote(run_ / "best.pt") + " --out " + quote(dir_.path / "pred") +
+                                  " --camera 97",
+                              dir_.path);
+  EXPECT_TRUE(FailsWithErrorNaming(r, "camera 97"));
+}
+
+TEST_F(CliRun, PredictRejectsBatchZeroNamingTheFlag) {
+  const Result r = segnet_cli("predict --checkpoint " + quote(run_ / "best.pt") + " --out " + quote(dir_.path / "pred") +
+                                  " --batch 0 " + quote(data_ / "train"),
+                              dir_.path);
+  EXPECT_TRUE(FailsWithErrorNaming(r, "--batch"));
+}
+
+TEST_F(CliRun, PredictRejectsAnOutputFolderThatIsAFileAndLeavesIt) {
+  const fs::path file = dir_.path / "results";
+  std::ofstream(file) << "keep me";
+  const Result r = segnet_cli("predict --checkpoint " + quote(run_ / "best.pt") + " --out " + quote(file) + " " +
+                                  quote(data_ / "train"),
+                              dir_.path);
+  EXPECT_TRUE(FailsWithErrorNaming(r, file.string()));
+  EXPECT_EQ(slurp(file), "keep me");
+}
+
+TEST_F(CliRun, PseudoLabelWritesMasksOfClassesAndVoidAndReportsTheConfidentShare) {
+  const fs::path out = dir_.path / "pseudo";
+  const Result r = segnet_cli("pseudo-label --checkpoint " + quote(run_ / "best.pt") + " --out " + quote(out) +
+                                  " --threshold 0.3 " + quote(data_ / "train"),
+                              dir_.path);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "% of pixels confident")) << r.out;
+  EXPECT_TRUE(contains(r.out, "void = 5")) << r.out;  // synth: 5 classes, void 5
+  int masks = 0;
+  for (const auto& e : fs::directory_iterator(out)) {
+    const cv::Mat mask = cv::imread(e.path().string(), cv::IMREAD_UNCHANGED);
+    double max_value = 0;
+    cv::minMaxLoc(mask, nullptr, &max_value);
+    EXPECT_LE(max_value, 5) << e.path();
+    ++masks;
+  }
+  EXPECT_EQ(masks, 5);
+  const Result bad = segnet_cli("pseudo-label --checkpoint " + quote(run_ / "best.pt") + " --out " + quote(out) +
+                                    " --threshold 1.5 " + quote(data_ / "train"),
+                                dir_.path);
+  EXPECT_TRUE(FailsWithErrorNaming(bad, "--threshold"));
+}
+
+// Monte Carlo dropout through the program: a Bayesian model writes an uncertainty map; a plain one
+// refuses --mc-samples, naming it.
+TEST_F(CliRun, McSamplesWriteUncertaintyForABayesianModelAndAreRefusedOtherwise) {
+  const fs::path run = dir_.path / "bayesian", out = dir_.path / "pred";
+  const Result t = segnet_cli("train --data " + quote(data_) + " --model bayesian-segnet-basic --size 24x32 --epochs 1 "
+                                  "--batch 2 --out " + quote(run),
+                              dir_.path);
+  ASSERT_EQ(t.status, 0) << t.err;
+  const fs::path image = data_ / "val" / "val_5.png";
+  const Result p = segnet_cli("predict --checkpoint " + quote(run / "best.pt") + " --out " + quote(out) +
+                                  " --mc-samples 3 " + quote(image),
+                              dir_.path);
+  ASSERT_EQ(p.status, 0) << p.err;
+  const cv::Mat uncertainty = cv::imread((out / "val_5_uncertainty.png").string(), cv::IMREAD_COLOR);
+  EXPECT_EQ(uncertainty.size(), cv::imread(image.string()).size());
+  const Result e = segnet_cli("eval --checkpoint " + quote(run / "best.pt") + " --data " + quote(data_) + " --mc-samples 2",
+                              dir_.path);
+  EXPECT_EQ(e.status, 0) << e.err;
+  EXPECT_TRUE(contains(e.out, "mIoU")) << e.out;
+  const Result plain = segnet_cli("predict --checkpoint " + quote(run_ / "best.pt") + " --out " + quote(out) +
+                                      " --mc-samples 3 " + quote(image),
+                                  dir_.path);
+  EXPECT_TRUE(FailsWithErrorNaming(plain, "--mc-samples"));
+}
+
+TEST_F(CliRun, BenchTimesInferenceAndTrainingAndWritesJson) {
+  for (const std::string mode : {"infer", "train"}) {
+    const fs::path json_file = dir_.path / (mode + ".json");
+    const Result r = segnet_cli("bench --model segnet-basic --size 24x32 --batch 2 --iters 1 --warmup 0 --mode " + mode +
+                                    " --json " + quote(json_file),
+                                dir_.path);
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.out, "images/s")) << r.out;
+    std::ifstream in(json_file);
+    const nlohmann::json j = nlohmann::json::parse(in);
+    EXPECT_EQ(j.at("model"), "segnet-basic");
+    EXPECT_EQ(j.at("mode"), mode);
+    EXPECT_GT(j.at("images_per_s").get<double>(), 0);
+  }
+  const Result bad = segnet_cli("bench --model unet", dir_.path);
+  EXPECT_TRUE(FailsWithErrorNaming(bad, "--model"));
+}
+
+TEST(Cli, BinaryModelPredictsZeroOr255MasksAndEvalReportsDice) {
+  TempDir dir;
+  const fs::path data = dir.path / "data", run = dir.path / "run", out = dir.path / "pred";
+  ASSERT_EQ(segnet_cli("synth --binary --out " + quote(data) + " --count 6 --size 24x32", dir.path).status, 0);
+  const Result t = segnet_cli("train --data " + quote(data) + " --task binary --loss bce+dice --model segnet-basic "
+                                  "--size 24x32 --epochs 1 --batch 2 --out " + quote(run),
+                              dir.path);
+  ASSERT_EQ(t.status, 0) << t.err;
+  const Result p = segnet_cli("predict --checkpoint " + quote(run / "best.pt") + " --out " + quote(out) + " " +
+                                  quote(data / "train"),
+                              dir.path);
+  ASSERT_EQ(p.status, 0) << p.err;
+  const cv::Mat mask = cv::imread((out / "train_0.png").string(), cv::IMREAD_UNCHANGED);
+  ASSERT_FALSE(mask.empty());
+  EXPECT_EQ(cv::countNonZero((mask != 0) & (mask != 255)), 0);
+  EXPECT_FALSE(fs::exists(out / "train_0_color.png"));
+  EXPECT_TRUE(fs::exists(out / "train_0_overlay.png"));
+  const Result e = segnet_cli("eval --checkpoint " + quote(run / "best.pt") + " --data " + quote(data), dir.path);
+  ASSERT_EQ(e.status, 0) << e.err;
+  EXPECT_TRUE(contains(e.out, "dice")) << e.out;
+  const Result wrong_loss = segnet_cli("train --data " + quote(data) + " --task binary --loss ce --out " +
+                                           quote(dir.path / "run2"),
+                                       dir.path);
+  EXPECT_TRUE(FailsWithErrorNaming(wrong_loss, "--loss"));
+}
+
+// Library checks come back naming the flag that set the option, and nothing is created.
+TEST(Cli, BadTrainingOptionsFailNamingTheirFlag) {
+  TempDir dir;
+  const std::string base = "train --data " + quote(dir.path) + " --out " + quote(dir.path / "run") + " ";
+  for (const auto& [args, flag] : std::vector<std::pair<std::string, std::string>>{
+           {"--epochs 0", "--epochs"},
+           {"--batch 0", "--batch"},
+           {"--pseudo-threshold 1.5", "--pseudo-threshold"},
+           {"--ema-decay 1", "--ema-decay"},
+           {"--pseudo-rampup -1", "--pseudo-rampup"},
+           {"--optimizer rmsprop", "--optimizer"},
+           {"--decoder nearest", "--decoder"},
+           {"--model unet", "--model"},
+           {"--model segnet-basic --dilation 1,2", "--dilation"},
+           {"--num-classes 300", "--num-classes"},
+           {"--device tpu", "--device"}}) {
+    const Result r = segnet_cli(base + args, dir.path);
+    EXPECT_TRUE(FailsWithErrorNaming(r, flag)) << args;
+  }
+  EXPECT_FALSE(fs::exists(dir.path / "run"));
+}
+
+TEST(Cli, MalformedOrImpossibleSizesAreRefusedNamingThem) {
+  TempDir dir;
+  for (const std::string text : {"abc", "0x10", "10x", "x10", "10x0", "10x20x30", "20000x10"}) {
+    const Result r = segnet_cli("synth --out " + quote(dir.path / "d") + " --size " + text, dir.path);
+    EXPECT_TRUE(FailsWithErrorNaming(r, "--size")) << text;
+    EXPECT_TRUE(contains(r.err, text)) << r.err;
+  }
+  EXPECT_FALSE(fs::exists(dir.path / "d"));
 }

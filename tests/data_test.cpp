@@ -1,6 +1,7 @@
 #include <segnet/data.h>
 #include <segnet/error.h>
 
+#include "data/loader.h"
 #include "temp_dir.h"
 
 #include <gtest/gtest.h>
@@ -399,18 +400,18 @@ TEST(ComputeStatistics, RejectsBadLabelNamingItsFile) {
   EXPECT_TRUE(contains(message, "7")) << message;
 }
 
-TEST(ParseSize, ParsesHeightByWidth) {
-  const Size2 s = parse_size("360x480");
-  EXPECT_EQ(s.height, 360);
-  EXPECT_EQ(s.width, 480);
-  EXPECT_EQ(to_string(s), "360x480");
-}
-
-TEST(ParseSize, RejectsMalformedOrImpossibleSizes) {
-  for (const std::string text : {"abc", "0x10", "10x", "x10", "10x0", "-5x10", "10x20x30", "10 x20", "20000x10"}) {
-    const std::string message = error_of([&] { parse_size(text); });
-    EXPECT_TRUE(contains(message, text)) << "'" << text << "': " << message;
-  }
+TEST(LabelTensor, SharesTheImagesPixelsAndLabelImageCopiesThemBack) {
+  cv::Mat ids(3, 5, CV_8UC1);
+  cv::randu(ids, 0, 12);
+  const auto t = label_tensor(ids);
+  EXPECT_EQ(t.sizes(), (std::vector<int64_t>{3, 5}));
+  ids.at<uint8_t>(1, 2) = 200;  // a view: the tensor sees the change
+  EXPECT_EQ(t[1][2].item<int>(), 200);
+  const cv::Mat back = label_image(t.to(torch::kLong));
+  EXPECT_EQ(back.type(), CV_8UC1);
+  EXPECT_EQ(cv::countNonZero(back != ids), 0);
+  ids.at<uint8_t>(0, 0) = 9;  // a copy: the image stays as it was
+  EXPECT_NE(back.at<uint8_t>(0, 0), 9);
 }
 
 TEST(ReadClassesCsv, ReadsCamVidStyleFileWithHeader) {

@@ -71,13 +71,16 @@ TEST(MedianFrequencyWeights, EvenCountUsesMeanOfMiddleFrequencies) {
   EXPECT_FLOAT_EQ(w[3], 0.25f / 0.4f);
 }
 
-TEST(ClassWeightsFile, ReadsOneWeightPerClassAndRejectsWrongCounts) {
+TEST(ClassWeightsFile, ReadsTheWeightsAndRejectsWhatIsNotAWeight) {
   const auto path = std::filesystem::temp_directory_path() / ("weights_test_" + std::to_string(::getpid()));
   std::ofstream(path) << "0.5, 1\n2.25\n";
-  EXPECT_EQ(read_class_weights(path, 3), (std::vector<float>{0.5f, 1.f, 2.25f}));
-  EXPECT_THROW(read_class_weights(path, 4), Error);
+  EXPECT_EQ(read_class_weights(path), (std::vector<float>{0.5f, 1.f, 2.25f}));
   std::ofstream(path) << "1 x 2\n";
-  EXPECT_THROW(read_class_weights(path, 3), Error);
+  EXPECT_THROW(read_class_weights(path), Error);
+  std::ofstream(path) << "1 -2\n";
+  EXPECT_THROW(read_class_weights(path), Error);
+  std::ofstream(path) << "\n";
+  EXPECT_THROW(read_class_weights(path), Error);
   std::filesystem::remove(path);
 }
 

@@ -1,8 +1,13 @@
 #include <segnet/checkpoint.h>
 #include <segnet/error.h>
+#include <segnet/predict.h>
 #include <segnet/segmenter.h>
 #include <segnet/train.h>
 
+#include "train/augment.h"
+#include "train/losses.h"
+#include "train/schedule.h"
+#include "train/step.h"
 #include "temp_dir.h"
 
 #include <gtest/gtest.h>
@@ -21,13 +26,12 @@ namespace {
 TrainOptions tiny_run(const fs::path& data, const fs::path& out) {
   TrainOptions o;
   o.data = data;
-  o.model = "segnet-basic";
+  o.model = Model::SegNetBasic;
   o.size = {24, 32};
   o.batch = 4;
   o.epochs = 2;
   o.out = out;
   o.seed = 11;
-  o.progress = false;
   return o;
 }
 
@@ -54,7 +58,7 @@ TEST(Train, ShortTrainingLowersLossAndBeatsChance) {
   auto o = tiny_run(dir.path / "data", dir.path / "run");
   o.size = {32, 40};
   o.epochs = 8;
-  o.optimizer = "adam";
+  o.optimizer = Optimizer::Adam;
   const auto records = train(o);
   ASSERT_EQ(records.size(), 8u);
   EXPECT_LT(records.back().train_loss, 0.7 * records.front().train_loss);
@@ -71,15 +75,15 @@ TEST(Train, ShortTrainingLowersLossAndBeatsChance) {
 TEST(Train, ResumeEndsWithTheWeightsOfAnUninterruptedRun) {
   TempDir dir;
   synthesize_dataset({dir.path / "data", 15, {24, 32}, 3});
-  for (const std::string optimizer : {"sgd", "adam"}) {
-    auto whole = tiny_run(dir.path / "data", dir.path / ("whole_" + optimizer));
+  for (const Optimizer optimizer : {Optimizer::Sgd, Optimizer::Adam}) {
+    auto whole = tiny_run(dir.path / "data", dir.path / ("whole_" + to_string(optimizer)));
     whole.optimizer = optimizer;
-    whole.lr_schedule = "constant";
+    whole.lr_schedule = LrSchedule::Constant;
     train(whole);
 
-    auto first = tiny_run(dir.path / "data", dir.path / ("parts_" + optimizer));
+    auto first = tiny_run(dir.path / "data", dir.path / ("parts_" + to_string(optimizer)));
     first.optimizer = optimizer;
-    first.lr_schedule = "constant";
+    first.lr_schedule = LrSchedule::Constant;
     first.epochs = 1;
     train(first);
     auto rest = first;
@@ -88,8 +92,68 @@ TEST(Train, ResumeEndsWithTheWeightsOfAnUninterruptedRun) {
     ASSERT_EQ(train(rest).size(), 1u);
 
     expect_same_weights(whole.out / "last.pt", rest.out / "last.pt");
-    EXPECT_EQ(count_lines(rest.out / "metrics.csv"), 3) << optimizer;
+    EXPECT_EQ(count_lines(rest.out / "metrics.csv"), 3) << to_string(optimizer);
   }
+}
+
+// The library reports through its callbacks and writes nothing to the terminal itself.
+TEST(Train, ReportsThroughCallbacksAndPrintsNothing) {
+  TempDir dir;
+  synthesize_dataset({dir.path / "data", 10, {24, 32}, 7});
+  const auto o = tiny_run(dir.path / "data", dir.path / "run");  // 8 training images, batch 4, 2 epochs
+  size_t checked = 0;
+  std::vector<StepReport> steps;
+  std::vector<EpochRecord> epochs;
+  TrainCallbacks callbacks;
+  callbacks.checking_data = [&](size_t images) { checked = images; };
+  callbacks.step = [&](const StepReport& s) { steps.push_back(s); };
+  callbacks.epoch = [&](const EpochRecord& r) { epochs.push_back(r); };
+  ::testing::internal::CaptureStdout();
+  ::testing::internal::CaptureStderr();
+  const auto records = train(o, callbacks);
+  EXPECT_EQ(::testing::internal::GetCapturedStdout(), "");
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
+  EXPECT_EQ(checked, 10u);
+  ASSERT_EQ(steps.size(), 4u);
+  EXPECT_EQ(steps[1].step, 2);
+  EXPECT_EQ(steps[1].steps, 2);
+  EXPECT_EQ(steps[3].epoch, 2);
+  EXPECT_GT(steps[3].mean_loss, 0);
+  ASSERT_EQ(epochs.size(), 2u);
+  EXPECT_EQ(epochs[1].epoch, records[1].epoch);
+  EXPECT_EQ(epochs[1].train_loss, records[1].train_loss);
+}
+
+TEST(Train, ValidateNamesTheOptionThatIsWrong) {
+  TrainOptions o;
+  o.data = "data";
+  o.out = "run";
+  auto option_of = [](const TrainOptions& options) -> std::string {
+    try {
+      validate(options);
+    } catch (const OptionError& e) {
+      return e.option();
+    }
+    return "";
+  };
+  EXPECT_EQ(option_of(o), "");
+  auto bad = o;
+  bad.epochs = 0;
+  EXPECT_EQ(option_of(bad), "epochs");
+  bad = o;
+  bad.pseudo.ema_decay = 1.0;
+  EXPECT_EQ(option_of(bad), "pseudo.ema_decay");
+  bad = o;
+  bad.loss = Loss::Dice;  // a binary loss for a multi-class task
+  EXPECT_EQ(option_of(bad), "loss");
+  bad = o;
+  bad.model = Model::SegNetBasic;
+  bad.dilation = {1, 2, 4, 8, 16};
+  EXPECT_EQ(option_of(bad), "dilation");
+  bad = o;
+  bad.void_label = 3;
+  bad.num_classes = 11;
+  EXPECT_EQ(option_of(bad), "void_label");
 }
 
 TEST(Train, RefusesToOverwriteAnExistingRun) {
@@ -104,12 +168,11 @@ TEST(Train, RefusesToOverwriteAnExistingRun) {
 }
 
 TEST(LearningRateSchedule, PolyDecaysFromTheBaseRateToZeroAndConstantStays) {
-  EXPECT_DOUBLE_EQ(segnet::scheduled_lr("poly", 0.01, 0, 100), 0.01);
-  EXPECT_NEAR(segnet::scheduled_lr("poly", 0.01, 50, 100), 0.01 * std::pow(0.5, 0.9), 1e-12);
-  EXPECT_DOUBLE_EQ(segnet::scheduled_lr("poly", 0.01, 100, 100), 0.0);
-  EXPECT_GT(segnet::scheduled_lr("poly", 0.01, 98, 100), segnet::scheduled_lr("poly", 0.01, 99, 100));
-  EXPECT_DOUBLE_EQ(segnet::scheduled_lr("constant", 0.01, 99, 100), 0.01);
-  EXPECT_THROW(segnet::scheduled_lr("cosine", 0.01, 0, 100), segnet::Error);
+  EXPECT_DOUBLE_EQ(scheduled_lr(LrSchedule::Poly, 0.01, 0, 100), 0.01);
+  EXPECT_NEAR(scheduled_lr(LrSchedule::Poly, 0.01, 50, 100), 0.01 * std::pow(0.5, 0.9), 1e-12);
+  EXPECT_DOUBLE_EQ(scheduled_lr(LrSchedule::Poly, 0.01, 100, 100), 0.0);
+  EXPECT_GT(scheduled_lr(LrSchedule::Poly, 0.01, 98, 100), scheduled_lr(LrSchedule::Poly, 0.01, 99, 100));
+  EXPECT_DOUBLE_EQ(scheduled_lr(LrSchedule::Constant, 0.01, 99, 100), 0.01);
 }
 
 TEST(ConfidentLabels, MarkExactlyThePixelsBelowTheThresholdAsVoid) {
@@ -152,12 +215,12 @@ TEST(StrongView, CutMixBoxesCarryTheirLabelsAndCoverHalfTheImage) {
 // averages: after a pseudo-label step they equal those of a step on the labelled batch alone.
 TEST(PseudoLabelStep, LeavesBatchNormRunningStatisticsToTheLabelledBatch) {
   torch::manual_seed(3);
-  const SegNetOptions options("segnet-basic", 3);
+  const SegNetOptions options(Model::SegNetBasic, 3);
   SegNet plain(options), with_pseudo = copy_model(plain);
   Batch labelled{torch::randn({2, 3, 16, 16}), torch::randint(0, 3, {2, 16, 16}, torch::kLong)};
   PseudoLabelStep pseudo{copy_model(plain), {torch::randn({2, 3, 16, 16}) * 3 + 2, {}}, 1.0, 0.0, 0.99};
   pseudo.teacher->eval();
-  const Objective objective{false, "ce", torch::ones({3})};
+  const Objective objective{Task::Multiclass, Loss::CrossEntropy, torch::ones({3})};
   for (SegNet* model : {&plain, &with_pseudo}) {
     (*model)->train();
     torch::optim::SGD optimizer((*model)->parameters(), torch::optim::SGDOptions(0.01));
@@ -178,7 +241,7 @@ TEST(PseudoLabelStep, LeavesBatchNormRunningStatisticsToTheLabelledBatch) {
 // of a step only. Each step's pseudo term is its loss minus the labelled loss of the same weights.
 TEST(PseudoLabelStep, PseudoLabelTermIgnoresTheClassWeights) {
   torch::manual_seed(4);
-  const SegNet start(SegNetOptions("segnet-basic", 3));
+  const SegNet start(SegNetOptions(Model::SegNetBasic, 3));
   const Batch labelled{torch::randn({2, 3, 16, 16}), torch::randint(0, 3, {2, 16, 16}, torch::kLong)};
   const auto unlabeled = torch::randn({2, 3, 16, 16});
   // A teacher whose labels mix the classes (else any weighting of them averages out): its classifier's
@@ -194,7 +257,7 @@ TEST(PseudoLabelStep, PseudoLabelTermIgnoresTheClassWeights) {
   }
   std::vector<double> pseudo_terms;
   for (const auto& weights : {torch::ones({3}), torch::tensor({5.0f, 0.2f, 1.0f})}) {
-    const Objective objective{false, "ce", weights};
+    const Objective objective{Task::Multiclass, Loss::CrossEntropy, weights};
     SegNet model = copy_model(start), probe = copy_model(start);
     model->train();
     probe->train();
@@ -213,21 +276,24 @@ TEST(PseudoLabelStep, PseudoLabelTermIgnoresTheClassWeights) {
 
 TEST(SegmentationLoss, BinaryLossesIgnoreVoidAndFallAsPredictionsImprove) {
   const auto labels = torch::tensor({{{0, 1}, {1, int(kIgnoreLabel)}}}, torch::kLong);  // 1 x 2 x 2
-  for (const std::string loss : {"bce", "dice", "bce+dice"}) {
-    const Objective objective{true, loss, torch::ones({2})};
+  for (const Loss loss : {Loss::BinaryCrossEntropy, Loss::Dice, Loss::BinaryCrossEntropyDice}) {
+    const Objective objective{Task::Binary, loss, torch::ones({2})};
     const auto good = torch::tensor({{{-4.0, 4.0}, {4.0, 0.0}}}).unsqueeze(1);
     const auto bad = -good;
     auto void_changed = good.clone();
     void_changed[0][0][1][1] = -9.0;
     EXPECT_LT(segmentation_loss(good, labels, objective).item<double>(),
-              segmentation_loss(bad, labels, objective).item<double>()) << loss;
+              segmentation_loss(bad, labels, objective).item<double>()) << to_string(loss);
     EXPECT_DOUBLE_EQ(segmentation_loss(good, labels, objective).item<double>(),
-                     segmentation_loss(void_changed, labels, objective).item<double>()) << loss;
+                     segmentation_loss(void_changed, labels, objective).item<double>()) << to_string(loss);
   }
 }
 
 struct Variant {
-  std::string name, model, decoder, task;
+  std::string name;
+  Model model;
+  Upsampling decoder;
+  Task task;
   std::vector<int64_t> dilation;
 };
 void PrintTo(const Variant& v, std::ostream* os) { *os << v.name; }
@@ -239,14 +305,14 @@ class TrainVariant : public ::testing::TestWithParam<Variant> {};
 TEST_P(TrainVariant, BeatsChanceAndItsCheckpointPredicts) {
   const Variant v = GetParam();
   TempDir dir;
-  const bool binary = v.task == "binary";
+  const bool binary = v.task == Task::Binary;
   synthesize_dataset({dir.path / "data", 48, {32, 40}, 5, binary});
   auto o = tiny_run(dir.path / "data", dir.path / "run");
   o.size = {32, 40};
   o.epochs = 6;
-  o.optimizer = "adam";
+  o.optimizer = Optimizer::Adam;
   o.model = v.model;
-  o.decoder = v.decoder;
+  o.upsampling = v.decoder;
   o.dilation = v.dilation;
   o.task = v.task;
   const auto records = train(o);
@@ -255,7 +321,7 @@ TEST_P(TrainVariant, BeatsChanceAndItsCheckpointPredicts) {
   EXPECT_GT(records.back().miou, binary ? 0.6 : 0.3) << v.name;
   EXPECT_LT(records.back().train_loss, records.front().train_loss) << v.name;
   Segmenter segmenter = Segmenter::from_checkpoint(o.out / "best.pt", torch::kCPU);
-  EXPECT_EQ(segmenter.info().decoder, v.decoder);
+  EXPECT_EQ(segmenter.info().upsampling, v.decoder);
   cv::Mat image(29, 45, CV_8UC3, cv::Scalar(90, 120, 30));
   const cv::Mat ids = segmenter.segment(image);
   EXPECT_EQ(ids.size(), image.size());
@@ -266,11 +332,11 @@ TEST_P(TrainVariant, BeatsChanceAndItsCheckpointPredicts) {
 
 INSTANTIATE_TEST_SUITE_P(
     Variants, TrainVariant,
-    ::testing::Values(Variant{"transposed", "segnet-basic", "transposed", "multiclass", {}},
-                      Variant{"bilinear", "segnet-basic", "bilinear", "multiclass", {}},
-                      Variant{"dilated", "segnet-basic", "indices", "multiclass", {1, 1, 2, 2}},
-                      Variant{"bayesian", "bayesian-segnet-basic", "indices", "multiclass", {}},
-                      Variant{"binary", "segnet-basic", "indices", "binary", {}}),
+    ::testing::Values(Variant{"transposed", Model::SegNetBasic, Upsampling::Transposed, Task::Multiclass, {}},
+                      Variant{"bilinear", Model::SegNetBasic, Upsampling::Bilinear, Task::Multiclass, {}},
+                      Variant{"dilated", Model::SegNetBasic, Upsampling::Indices, Task::Multiclass, {1, 1, 2, 2}},
+                      Variant{"bayesian", Model::BayesianSegNetBasic, Upsampling::Indices, Task::Multiclass, {}},
+                      Variant{"binary", Model::SegNetBasic, Upsampling::Indices, Task::Binary, {}}),
     [](const ::testing::TestParamInfo<Variant>& info) { return info.param.name; });
 
 // Pseudo-labels: the run records how many unlabelled pixels passed tau, and a resumed run (teacher
@@ -279,10 +345,10 @@ TEST(Train, PseudoLabelRunRecordsConfidenceAndResumesExactly) {
   TempDir dir;
   synthesize_dataset({dir.path / "data", 20, {24, 32}, 6});
   auto whole = tiny_run(dir.path / "data", dir.path / "whole");
-  whole.unlabeled = dir.path / "data" / "val";  // a folder of images
-  whole.pseudo_threshold = 0.5;
-  whole.pseudo_rampup = 1;
-  whole.lr_schedule = "constant";  // as in the resume test above
+  whole.pseudo.unlabeled = dir.path / "data" / "val";  // a folder of images
+  whole.pseudo.threshold = 0.5;
+  whole.pseudo.rampup_epochs = 1;
+  whole.lr_schedule = LrSchedule::Constant;  // as in the resume test above
   const auto records = train(whole);
   for (const auto& r : records) {
     EXPECT_GE(r.pseudo_confident_fraction, 0.0);

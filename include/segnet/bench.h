@@ -1,7 +1,7 @@
 #pragma once
 // Timing the training step and inference on synthetic input, and where the time goes.
+#include <segnet/choices.h>
 #include <segnet/data.h>
-#include <segnet/runtime.h>
 
 #include <nlohmann/json.hpp>
 
@@ -11,7 +11,7 @@
 namespace segnet {
 
 struct BenchOptions {
-  std::string model = "segnet";
+  Model model = Model::SegNet;
   Size2 size{360, 480};
   int64_t batch = 1;
   bool train = false;  // a full optimizer step (SGD) instead of inference

@@ -1,11 +1,15 @@
 #pragma once
 // Self-describing checkpoints: everything eval and predict need, plus the state to resume training.
+// Each file ends with a CRC-32 of its contents, verified on every load: a damaged file is an error.
+#include <segnet/choices.h>
 #include <segnet/data.h>
 #include <segnet/model.h>
 
 #include <torch/optim/optimizer.h>
+#include <torch/serialize/input-archive.h>
 
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,9 +17,9 @@ namespace segnet {
 
 // What a trained model is and how its inputs are prepared.
 struct ModelInfo {
-  std::string model;  // architecture name
-  std::string task = "multiclass";  // or "binary": one sigmoid output, classes background/foreground
-  std::string decoder = "indices";
+  Model model = Model::SegNet;
+  Task task = Task::Multiclass;  // binary: one sigmoid output, classes background/foreground
+  Upsampling upsampling = Upsampling::Indices;
   std::vector<int64_t> dilation;     // per encoder stage; empty = 1
   std::vector<ClassInfo> classes;
   std::vector<int64_t> void_labels;  // label values ignored when this model was trained
@@ -23,9 +27,9 @@ struct ModelInfo {
   Normalization norm;
   std::vector<float> class_weights;
 
-  bool binary() const { return task == "binary"; }
+  bool binary() const { return task == Task::Binary; }
   SegNetOptions options() const {
-    return SegNetOptions(model, binary() ? 1 : static_cast<int64_t>(classes.size())).decoder(decoder).dilation(dilation);
+    return SegNetOptions(model, binary() ? 1 : static_cast<int64_t>(classes.size())).upsampling(upsampling).dilation(dilation);
   }
   LabelSpec label_spec() const { return {static_cast<int64_t>(classes.size()), void_labels, binary()}; }
 };
@@ -34,7 +38,7 @@ struct TrainState {
   int64_t epoch = 0;  // epochs completed
   double best_miou = -1.0;
   int64_t best_epoch = 0;
-  std::string optimizer;  // empty when no optimizer state is stored
+  std::optional<Optimizer> optimizer;  // set when the file holds optimizer state
 };
 
 // Written to a temporary file beside `file`, then renamed over it: an existing file is never left
@@ -42,15 +46,33 @@ struct TrainState {
 void save_checkpoint(const std::filesystem::path& file, const ModelInfo& info, SegNet& model,
                      const torch::optim::Optimizer* optimizer, const TrainState& state, SegNet* teacher = nullptr);
 
+// One checkpoint file, read and verified once. Missing, truncated, damaged or foreign files, and
+// weights that do not fit the described model, are Errors naming the file.
+class CheckpointReader {
+ public:
+  explicit CheckpointReader(std::filesystem::path file);
+  const std::filesystem::path& file() const { return file_; }
+  const ModelInfo& info() const { return info_; }
+  const TrainState& state() const { return state_; }
+  bool has_teacher() const { return has_teacher_; }
+
+  SegNet model();  // built as `info` describes, on the CPU, in eval mode
+  void load_teacher(SegNet& teacher);
+  void load_optimizer(torch::optim::Optimizer& optimizer);
+
+ private:
+  std::filesystem::path file_;
+  torch::serialize::InputArchive archive_;
+  ModelInfo info_;
+  TrainState state_;
+  bool has_teacher_ = false;
+};
+
 struct Checkpoint {
   ModelInfo info;
   TrainState state;
   SegNet model{nullptr};  // on the CPU, in eval mode
 };
-// Truncated, corrupt or foreign files and weights that do not fit the described model are Errors.
 Checkpoint load_checkpoint(const std::filesystem::path& file);
-void load_optimizer_state(const std::filesystem::path& file, torch::optim::Optimizer& optimizer);
-// The teacher's weights into `teacher` (built like the model); false if the file holds none.
-bool load_teacher(const std::filesystem::path& file, SegNet& teacher);
 
 }  // namespace segnet

@@ -5,9 +5,7 @@
 
 #include <array>
 #include <cstdint>
-#include <deque>
 #include <filesystem>
-#include <future>
 #include <optional>
 #include <string>
 #include <vector>
@@ -23,8 +21,6 @@ struct Size2 {
   int64_t height = 0;
   int64_t width = 0;
 };
-// "HxW" (e.g. "360x480"); anything else, or a side outside 1..16384, is an Error.
-Size2 parse_size(const std::string& text);
 std::string to_string(Size2 size);
 
 struct ClassInfo {
@@ -87,6 +83,10 @@ struct Normalization {
 };
 // HxW RGB uint8 -> 3xHxW float, normalised.
 torch::Tensor image_to_tensor(const cv::Mat& rgb, const Normalization& norm);
+// Class ids between images and tensors: a CV_8UC1 image as an HxW uint8 tensor that shares its pixels,
+// and an HxW integer tensor (values 0..255) as a new CV_8UC1 image.
+torch::Tensor label_tensor(const cv::Mat& ids);
+cv::Mat label_image(const torch::Tensor& ids);
 
 struct DatasetStatistics {
   Normalization norm;
@@ -99,60 +99,6 @@ DatasetStatistics compute_statistics(const std::vector<SamplePaths>& samples, co
 struct Batch {
   torch::Tensor images;  // N x 3 x H x W float
   torch::Tensor labels;  // N x H x W int64, kIgnoreLabel for void
-};
-
-// Batches of a dataset at a fixed size. The order and flips of an epoch depend only on its seed,
-// so a resumed run sees exactly the batches an uninterrupted one would. Decoding runs ahead
-// in background threads while the caller computes.
-class BatchLoader {
- public:
-  struct Options {
-    Size2 size;
-    int64_t batch_size = 1;
-    bool shuffle = false;
-    bool flip = false;     // random horizontal flip
-    int64_t prefetch = 4;  // batches decoded ahead
-    // Keep resized samples in memory after their first decoding, unless they would take more
-    // than 4 GiB (3 image bytes + 1 label byte per pixel).
-    bool cache = true;
-  };
-  BatchLoader(std::vector<SamplePaths> samples, LabelSpec spec, Normalization norm, Options options);
-
-  int64_t batches_per_epoch() const;
-  const std::vector<SamplePaths>& samples() const { return samples_; }
-
-  class Epoch {
-   public:
-    // False once the epoch is exhausted. Rethrows a decoding error of the batch.
-    bool next(Batch& batch);
-    // Seconds the caller spent blocked waiting for a batch.
-    double wait_seconds() const { return wait_seconds_; }
-
-   private:
-    friend class BatchLoader;
-    struct Plan {
-      std::vector<size_t> indices;
-      std::vector<bool> flips;
-    };
-    Epoch(const BatchLoader* loader, std::vector<Plan> plans);
-    void launch();
-    const BatchLoader* loader_;
-    std::vector<Plan> plans_;
-    size_t launched_ = 0;
-    std::deque<std::future<Batch>> pending_;
-    double wait_seconds_ = 0;
-  };
-  Epoch epoch(uint64_t seed) const;
-
- private:
-  Batch load(const Epoch::Plan& plan) const;
-  std::vector<SamplePaths> samples_;
-  LabelSpec spec_;
-  Normalization norm_;
-  Options options_;
-  // One slot per sample; within an epoch each sample is loaded by one task only, and epochs do not
-  // overlap, so slots need no lock.
-  mutable std::vector<Sample> cache_;
 };
 
 // A labelled dataset generated from shapes with class-specific colours and textures plus noise,

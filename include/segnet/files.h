@@ -1,5 +1,7 @@
 #pragma once
 // Writing files so that readers see the old content or the new, never a half-written mix.
+#include <opencv2/core.hpp>
+
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -9,6 +11,12 @@ namespace segnet {
 // Calls `write(temporary_path)`, then renames the temporary over `file` (creating its folder).
 // On failure the temporary is removed, `file` is untouched, and the error propagates.
 void write_atomically(const std::filesystem::path& file, const std::function<void(const std::filesystem::path&)>& write);
+// The temporary beside `file` that write_atomically uses (hidden, same extension).
+std::filesystem::path temporary_path_for(const std::filesystem::path& file);
 void write_text(const std::filesystem::path& file, const std::string& text);
+// PNG through a temporary file and a rename; 3-channel images are taken as RGB. `image` is not changed.
+void write_png(const std::filesystem::path& file, const cv::Mat& image);
+// Creates `folder` (and its parents); an existing file of that name is an Error.
+void ensure_output_folder(const std::filesystem::path& folder);
 
 }  // namespace segnet

@@ -42,7 +42,7 @@ torch::Tensor predictive_entropy(const torch::Tensor& probabilities);
 std::vector<float> median_frequency_weights(const std::vector<int64_t>& class_pixels,
                                             const std::vector<int64_t>& present_pixels);
 
-// One weight per class, separated by whitespace, commas or newlines.
-std::vector<float> read_class_weights(const std::filesystem::path& file, int64_t num_classes);
+// Non-negative class weights separated by whitespace, commas or newlines; at least one.
+std::vector<float> read_class_weights(const std::filesystem::path& file);
 
 }  // namespace segnet

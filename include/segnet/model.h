@@ -1,5 +1,7 @@
 #pragma once
 // SegNet (Badrinarayanan, Kendall, Cipolla, TPAMI 2017) and SegNet-Basic.
+#include <segnet/choices.h>
+
 #include <torch/nn.h>
 
 #include <string>
@@ -68,8 +70,7 @@ class McDropoutImpl : public torch::nn::Module {
 TORCH_MODULE(McDropout);
 
 // The layer plan of a network: channels of each stage's convolutions, outermost stage first.
-struct Architecture {
-  std::string name;
+struct LayerPlan {
   int64_t kernel;
   std::vector<std::vector<int64_t>> encoder;  // per stage, output channels of each conv
   std::vector<std::vector<int64_t>> decoder;  // per stage, deepest first
@@ -78,23 +79,19 @@ struct Architecture {
   // Bayesian SegNet: dropout on the outputs of this many of the deepest encoder and decoder stages.
   int64_t dropout_stages = 0;
 };
-
-// "segnet", "segnet-basic", "bayesian-segnet" or "bayesian-segnet-basic"; anything else is an Error.
-Architecture architecture(const std::string& name);
-std::vector<std::string> model_names();
+LayerPlan layer_plan(Model model);
 
 struct SegNetOptions {
-  SegNetOptions(std::string model, int64_t num_classes) : model_(std::move(model)), num_classes_(num_classes) {}
-  TORCH_ARG(std::string, model);
-  TORCH_ARG(int64_t, num_classes);  // output channels: 1 for binary segmentation
+  SegNetOptions(Model model, int64_t num_classes) : model_(model), num_classes_(num_classes) {}
+  TORCH_ARG(Model, model);
+  TORCH_ARG(int64_t, num_classes);  // output channels, 1..254: 1 for binary segmentation
   TORCH_ARG(int64_t, in_channels) = 3;
-  // How each decoder stage upsamples: "indices" (SegNet's max-unpooling with the encoder's pool
-  // indices), "transposed" (learned 2x2 stride-2 transposed convolution) or "bilinear".
-  TORCH_ARG(std::string, decoder) = "indices";
-  // Dilation of the convolutions of each encoder stage, one per stage; empty means all 1.
+  TORCH_ARG(Upsampling, upsampling) = Upsampling::Indices;
+  // Dilation of the convolutions of each encoder stage, one per stage (>= 1); empty means all 1.
   TORCH_ARG(std::vector<int64_t>, dilation) = {};
 };
-std::vector<std::string> decoder_names();
+// Throws OptionError ("num_classes", "dilation") for options no network can be built with.
+void validate(const SegNetOptions& options);
 
 struct EncoderStageOptions {
   EncoderStageOptions(int64_t in, std::vector<int64_t> channels, int64_t kernel)
@@ -117,9 +114,6 @@ class EncoderStageImpl : public torch::nn::Module {
   McDropout dropout{nullptr};
 };
 TORCH_MODULE(EncoderStage);
-
-// How a decoder stage gets back to its encoder stage's resolution (SegNetOptions::decoder).
-enum class Upsampling { Indices, Transposed, Bilinear };
 
 struct DecoderStageOptions {
   DecoderStageOptions(int64_t in, std::vector<int64_t> channels, int64_t kernel)

@@ -1,7 +1,10 @@
 #include <segnet/bench.h>
 #include <segnet/error.h>
+#include <segnet/runtime.h>
 #include <segnet/segmenter.h>
 #include <segnet/train.h>
+
+#include "train/step.h"
 
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
@@ -72,7 +75,10 @@ void profile_step(const std::function<void()>& step, BenchResult& result) {
 }  // namespace
 
 BenchResult run_benchmark(const BenchOptions& o) {
-  if (o.batch < 1 || o.iters < 1 || o.warmup < 0) throw Error("bench: --batch and --iters must be at least 1");
+  if (o.batch < 1) throw OptionError("batch", "must be at least 1");
+  if (o.iters < 1) throw OptionError("iters", "must be at least 1");
+  if (o.warmup < 0) throw OptionError("warmup", "must be at least 0");
+  check_device(o.device);
   torch::manual_seed(0);
   ModelInfo info;
   info.model = o.model;
@@ -90,7 +96,7 @@ BenchResult run_benchmark(const BenchOptions& o) {
     to_channels_last(*model);
     model->train();
     optimizer = std::make_unique<torch::optim::SGD>(model->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
-    const Objective objective{false, "ce", weights};
+    const Objective objective{Task::Multiclass, Loss::CrossEntropy, weights};
     step = [&, objective] { train_step(model, *optimizer, batch, objective, o.precision, o.device); };
   } else {
     segmenter = std::make_unique<Segmenter>(info, model, o.device, SegmenterOptions{o.precision});
@@ -114,7 +120,7 @@ BenchResult run_benchmark(const BenchOptions& o) {
 
 nlohmann::json to_json(const BenchOptions& o, const BenchResult& r) {
   nlohmann::json j = {{"implementation", "segnet"},
-                      {"model", o.model},
+                      {"model", to_string(o.model)},
                       {"size", to_string(o.size)},
                       {"batch", o.batch},
                       {"mode", o.train ? "train" : "infer"},

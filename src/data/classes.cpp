@@ -27,16 +27,6 @@ static std::string trim(const std::string& s) {
   return b == std::string::npos ? "" : s.substr(b, e - b + 1);
 }
 
-Size2 parse_size(const std::string& text) {
-  const auto x = text.find('x');
-  int64_t h = 0, w = 0;
-  if (x == std::string::npos || !parse_int(text.substr(0, x), h) || !parse_int(text.substr(x + 1), w))
-    throw Error("--size: '" + text + "' is not HxW (e.g. 360x480)");
-  if (h < 1 || w < 1 || h > 16384 || w > 16384)
-    throw Error("--size: " + text + " is impossible (each side must be 1..16384)");
-  return {h, w};
-}
-
 std::string to_string(Size2 size) { return std::to_string(size.height) + "x" + std::to_string(size.width); }
 
 std::vector<ClassInfo> read_classes_csv(const fs::path& file) {
@@ -93,12 +83,12 @@ std::vector<ClassInfo> default_classes(int64_t count) {
 
 LabelSpec make_label_spec(int64_t num_classes, std::optional<int64_t> void_label) {
   if (num_classes < 1 || num_classes >= kMaxClasses)
-    throw Error("--num-classes: " + std::to_string(num_classes) + " is not in 1..254");
+    throw OptionError("num_classes", "must be in 1..254, got " + std::to_string(num_classes));
   LabelSpec spec{num_classes, {}};
   if (void_label) {
     if (*void_label < num_classes || *void_label > 255)
-      throw Error("--void-label: " + std::to_string(*void_label) + " must be in " + std::to_string(num_classes) +
-                  "..255 (not a class id)");
+      throw OptionError("void_label", "must be in " + std::to_string(num_classes) + "..255 (not a class id), got " +
+                                          std::to_string(*void_label));
     spec.void_labels = {*void_label};
   } else {
     spec.void_labels = {num_classes, 255};
@@ -110,7 +100,7 @@ LabelSpec make_binary_label_spec(std::optional<int64_t> void_label) {
   LabelSpec spec{2, {}, true};
   if (void_label) {
     if (*void_label < 2 || *void_label > 254)
-      throw Error("--void-label: " + std::to_string(*void_label) + " must be in 2..254 for binary masks");
+      throw OptionError("void_label", "must be in 2..254 for binary masks, got " + std::to_string(*void_label));
     spec.void_labels = {*void_label};
   }
   return spec;

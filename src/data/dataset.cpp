@@ -7,26 +7,46 @@
 
 #include <algorithm>
 #include <fstream>
+#include <future>
 #include <map>
 #include <sstream>
 #include <thread>
 
 namespace segnet {
 
-std::vector<SamplePaths> read_list(const fs::path& dir, const fs::path& list_file) {
+namespace {
+
+struct ListLine {
+  int number;
+  std::vector<std::string> fields;
+};
+
+// The lines of a list file split into whitespace-separated fields; blank lines and '#' comments skipped.
+std::vector<ListLine> read_list_lines(const fs::path& list_file) {
   std::ifstream in(list_file);
   if (!in) throw Error(list_file, "cannot open list file");
-  std::vector<SamplePaths> samples;
+  std::vector<ListLine> lines;
   std::string line;
-  for (int line_no = 1; std::getline(in, line); ++line_no) {
+  for (int number = 1; std::getline(in, line); ++number) {
     std::stringstream ss(line);
-    std::string image, label, extra;
-    if (!(ss >> image) || image[0] == '#') continue;
-    if (!(ss >> label) || (ss >> extra))
-      throw Error(list_file, "line " + std::to_string(line_no) + ": expected 'IMAGE LABEL', got '" + line + "'");
-    samples.push_back({dir / image, dir / label});
+    ListLine parsed{number, {}};
+    for (std::string field; ss >> field;) parsed.fields.push_back(field);
+    if (!parsed.fields.empty() && parsed.fields[0][0] != '#') lines.push_back(std::move(parsed));
   }
-  if (samples.empty()) throw Error(list_file, "list is empty");
+  if (lines.empty()) throw Error(list_file, "list is empty");
+  return lines;
+}
+
+}  // namespace
+
+std::vector<SamplePaths> read_list(const fs::path& dir, const fs::path& list_file) {
+  std::vector<SamplePaths> samples;
+  for (const auto& line : read_list_lines(list_file)) {
+    if (line.fields.size() != 2)
+      throw Error(list_file, "line " + std::to_string(line.number) + ": expected 'IMAGE LABEL', got " +
+                                 std::to_string(line.fields.size()) + " fields");
+    samples.push_back({dir / line.fields[0], dir / line.fields[1]});
+  }
   return samples;
 }
 
@@ -101,16 +121,8 @@ std::vector<SamplePaths> find_unlabeled(const fs::path& dir, const fs::path& fol
     for (const auto& image : list_images({path})) samples.push_back({image, {}});
     return samples;
   }
-  std::ifstream in(path);
-  if (!in) throw Error(path, "no such folder or list of unlabelled images");
-  std::string line;
-  for (int line_no = 1; std::getline(in, line); ++line_no) {
-    std::stringstream ss(line);
-    std::string image;
-    if (!(ss >> image) || image[0] == '#') continue;
-    samples.push_back({dir / image, {}});
-  }
-  if (samples.empty()) throw Error(path, "list is empty");
+  if (!fs::is_regular_file(path)) throw Error(path, "no such folder or list of unlabelled images");
+  for (const auto& line : read_list_lines(path)) samples.push_back({dir / line.fields[0], {}});
   return samples;
 }
 
@@ -208,6 +220,17 @@ Sample resize_sample(const Sample& sample, Size2 size) {
   if (out.label.rows != size.height || out.label.cols != size.width)
     cv::resize(sample.label, out.label, out.image.size(), 0, 0, cv::INTER_NEAREST);
   return out;
+}
+
+torch::Tensor label_tensor(const cv::Mat& ids) {
+  TORCH_CHECK(ids.type() == CV_8UC1 && ids.isContinuous(), "label_tensor needs a continuous CV_8UC1 image");
+  return torch::from_blob(ids.data, {ids.rows, ids.cols}, torch::kUInt8);
+}
+
+cv::Mat label_image(const torch::Tensor& ids) {
+  const auto bytes = ids.to(torch::kCPU, torch::kUInt8).contiguous();
+  return cv::Mat(static_cast<int>(bytes.size(0)), static_cast<int>(bytes.size(1)), CV_8UC1, bytes.data_ptr<uint8_t>())
+      .clone();
 }
 
 torch::Tensor image_to_tensor(const cv::Mat& rgb, const Normalization& norm) {

@@ -1,9 +1,8 @@
-#include <segnet/data.h>
+#include "data/loader.h"
 
 #include <opencv2/core.hpp>
 #include <torch/torch.h>
 
-#include <chrono>
 #include <numeric>
 #include <random>
 
@@ -26,19 +25,26 @@ BatchLoader::Epoch BatchLoader::epoch(uint64_t seed) const {
   std::iota(order.begin(), order.end(), 0);
   std::mt19937_64 rng(seed);
   if (options_.shuffle) std::shuffle(order.begin(), order.end(), rng);
-  std::vector<Epoch::Plan> plans;
+  auto plans = std::make_shared<std::vector<Plan>>();
   for (size_t i = 0; i < order.size(); i += options_.batch_size) {
-    Epoch::Plan plan;
+    Plan plan;
     for (size_t j = i; j < std::min(order.size(), i + options_.batch_size); ++j) {
       plan.indices.push_back(order[j]);
       plan.flips.push_back(options_.flip && (rng() & 1));
     }
-    plans.push_back(std::move(plan));
+    plans->push_back(std::move(plan));
   }
-  return Epoch(this, std::move(plans));
+  Epoch epoch;
+  epoch.batches_ = std::make_unique<Prefetcher<Batch>>(
+      [this, plans, next = size_t(0)]() mutable -> std::optional<Batch> {
+        if (next == plans->size()) return std::nullopt;
+        return load((*plans)[next++]);
+      },
+      static_cast<size_t>(options_.prefetch));
+  return epoch;
 }
 
-Batch BatchLoader::load(const Epoch::Plan& plan) const {
+Batch BatchLoader::load(const Plan& plan) const {
   std::vector<torch::Tensor> images, labels;
   for (size_t k = 0; k < plan.indices.size(); ++k) {
     const size_t i = plan.indices[k];
@@ -53,30 +59,9 @@ Batch BatchLoader::load(const Epoch::Plan& plan) const {
       s = flipped;
     }
     images.push_back(image_to_tensor(s.image, norm_));
-    labels.push_back(torch::from_blob(s.label.data, {s.label.rows, s.label.cols}, torch::kUInt8).to(torch::kLong));
+    labels.push_back(label_tensor(s.label).to(torch::kLong));
   }
   return {torch::stack(images), torch::stack(labels)};
-}
-
-BatchLoader::Epoch::Epoch(const BatchLoader* loader, std::vector<Plan> plans)
-    : loader_(loader), plans_(std::move(plans)) {
-  while (launched_ < plans_.size() && pending_.size() < static_cast<size_t>(loader_->options_.prefetch)) launch();
-}
-
-void BatchLoader::Epoch::launch() {
-  // Captures no `this`: an Epoch may be moved while its batches decode (the plans' storage stays put).
-  const Plan* plan = &plans_[launched_++];
-  pending_.push_back(std::async(std::launch::async, [loader = loader_, plan] { return loader->load(*plan); }));
-}
-
-bool BatchLoader::Epoch::next(Batch& batch) {
-  if (pending_.empty()) return false;
-  const auto start = std::chrono::steady_clock::now();
-  batch = pending_.front().get();
-  wait_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  pending_.pop_front();
-  if (launched_ < plans_.size()) launch();
-  return true;
 }
 
 }  // namespace segnet

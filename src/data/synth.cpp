@@ -1,6 +1,6 @@
 #include <segnet/data.h>
 #include <segnet/error.h>
-#include <segnet/image.h>
+#include <segnet/files.h>
 
 #include <opencv2/imgproc.hpp>
 
@@ -94,7 +94,7 @@ void make_scene(Size2 size, Painter& p, cv::Mat& image, cv::Mat& label) {
 }  // namespace
 
 void synthesize_dataset(const SynthOptions& options) {
-  if (options.count < 2) throw Error("--count: need at least 2 images (one for train, one for val)");
+  if (options.count < 2) throw OptionError("count", "must be at least 2 (one image for train, one for val)");
   const int64_t val_count = std::max<int64_t>(1, options.count / 5);
   for (const char* sub : {"train", "trainannot", "val", "valannot"}) fs::create_directories(options.out / sub);
   std::ofstream train_list(options.out / "train.txt"), val_list(options.out / "val.txt");

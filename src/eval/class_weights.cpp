@@ -25,7 +25,7 @@ std::vector<float> median_frequency_weights(const std::vector<int64_t>& class_pi
   return weights;
 }
 
-std::vector<float> read_class_weights(const std::filesystem::path& file, int64_t num_classes) {
+std::vector<float> read_class_weights(const std::filesystem::path& file) {
   std::ifstream in(file);
   if (!in) throw Error(file, "cannot open class weights file");
   std::stringstream text;
@@ -44,9 +44,7 @@ std::vector<float> read_class_weights(const std::filesystem::path& file, int64_t
       throw Error(file, "'" + token + "' is not a non-negative class weight");
     }
   }
-  if (static_cast<int64_t>(weights.size()) != num_classes)
-    throw Error(file, "has " + std::to_string(weights.size()) + " weights for " + std::to_string(num_classes) +
-                          " classes");
+  if (weights.empty()) throw Error(file, "holds no class weights");
   return weights;
 }
 

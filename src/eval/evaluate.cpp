@@ -1,31 +1,26 @@
 #include <segnet/evaluate.h>
 
+#include "common/prefetch.h"
+
 #include <torch/torch.h>
 
 #include <cmath>
-#include <deque>
-#include <future>
 
 namespace segnet {
 
 ConfusionMatrix evaluate(Segmenter& segmenter, const std::vector<SamplePaths>& samples, const LabelSpec& spec,
                          const std::function<void(size_t, size_t)>& progress) {
   ConfusionMatrix matrix(spec.num_classes);
-  // Decode the next images while the network runs.
-  std::deque<std::future<Sample>> ahead;
-  size_t launched = 0;
-  auto launch = [&] {
-    ahead.push_back(std::async(std::launch::async, [&, i = launched] { return read_sample(samples[i], spec); }));
-    ++launched;
-  };
-  for (size_t i = 0; i < samples.size(); ++i) {
-    while (launched < samples.size() && ahead.size() < 2) launch();
-    const Sample s = ahead.front().get();
-    ahead.pop_front();
-    const cv::Mat predicted = segmenter.segment(s.image);
-    auto as_tensor = [](const cv::Mat& m) { return torch::from_blob(m.data, {m.rows, m.cols}, torch::kUInt8); };
-    matrix.add(as_tensor(predicted), as_tensor(s.label));
-    if (progress) progress(i + 1, samples.size());
+  Prefetcher<Sample> decoded(  // the next images decode while the network runs
+      [&, next = size_t(0)]() mutable -> std::optional<Sample> {
+        if (next == samples.size()) return std::nullopt;
+        return read_sample(samples[next++], spec);
+      },
+      2);
+  size_t done = 0;
+  for (Sample s; decoded.next(s);) {
+    matrix.add(label_tensor(segmenter.segment(s.image)), label_tensor(s.label));
+    if (progress) progress(++done, samples.size());
   }
   return matrix;
 }

@@ -4,22 +4,61 @@
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
+#include <zlib.h>
+
+#include <cstring>
+#include <fstream>
 
 namespace segnet {
 
 namespace {
 
 constexpr const char* kFormat = "segnet-checkpoint";
-constexpr int kVersion = 1;
+constexpr int kVersion = 2;
+
+// The file is LibTorch's archive followed by this footer: the archive's length and CRC-32, so that a
+// truncated or damaged file is caught before any of it is trusted.
+constexpr char kFooterMagic[8] = {'s', 'e', 'g', 'n', 'e', 't', 'c', 'k'};
+constexpr size_t kFooterSize = 8 + 8 + 4;
+
+uint32_t crc32_of(const std::string& bytes, size_t length) {
+  uLong crc = crc32(0L, Z_NULL, 0);
+  for (size_t at = 0; at < length;) {
+    const size_t n = std::min<size_t>(length - at, 1u << 30);
+    crc = crc32(crc, reinterpret_cast<const Bytef*>(bytes.data() + at), static_cast<uInt>(n));
+    at += n;
+  }
+  return static_cast<uint32_t>(crc);
+}
+
+template <class T>
+void put_le(std::string& out, T value) {
+  for (size_t i = 0; i < sizeof(T); ++i) out.push_back(static_cast<char>((value >> (8 * i)) & 0xff));
+}
+
+template <class T>
+T get_le(const std::string& in, size_t at) {
+  T value = 0;
+  for (size_t i = 0; i < sizeof(T); ++i) value |= T(static_cast<uint8_t>(in[at + i])) << (8 * i);
+  return value;
+}
+
+template <class E>
+E choice(const nlohmann::json& j, const char* key) {
+  const std::string name = j.at(key).get<std::string>();
+  const auto value = choice_from_name<E>(name);
+  if (!value) throw std::invalid_argument(std::string(key) + " '" + name + "' is unknown to this segnet");
+  return *value;
+}
 
 nlohmann::json to_json(const ModelInfo& info, const TrainState& state) {
   nlohmann::json classes = nlohmann::json::array();
   for (const auto& c : info.classes) classes.push_back({{"name", c.name}, {"rgb", c.rgb}});
   return {{"format", kFormat},
           {"version", kVersion},
-          {"model", info.model},
-          {"task", info.task},
-          {"decoder", info.decoder},
+          {"model", to_string(info.model)},
+          {"task", to_string(info.task)},
+          {"decoder", to_string(info.upsampling)},
           {"dilation", info.dilation},
           {"classes", classes},
           {"void_labels", info.void_labels},
@@ -30,13 +69,13 @@ nlohmann::json to_json(const ModelInfo& info, const TrainState& state) {
           {"epoch", state.epoch},
           {"best_miou", state.best_miou},
           {"best_epoch", state.best_epoch},
-          {"optimizer", state.optimizer}};
+          {"optimizer", state.optimizer ? to_string(*state.optimizer) : ""}};
 }
 
 void from_json(const nlohmann::json& j, ModelInfo& info, TrainState& state) {
-  info.model = j.at("model").get<std::string>();
-  info.task = j.at("task").get<std::string>();
-  info.decoder = j.at("decoder").get<std::string>();
+  info.model = choice<Model>(j, "model");
+  info.task = choice<Task>(j, "task");
+  info.upsampling = choice<Upsampling>(j, "decoder");
   info.dilation = j.at("dilation").get<std::vector<int64_t>>();
   for (const auto& c : j.at("classes")) info.classes.push_back({c.at("name"), c.at("rgb")});
   info.void_labels = j.at("void_labels").get<std::vector<int64_t>>();
@@ -47,18 +86,23 @@ void from_json(const nlohmann::json& j, ModelInfo& info, TrainState& state) {
   state.epoch = j.at("epoch");
   state.best_miou = j.at("best_miou");
   state.best_epoch = j.at("best_epoch");
-  state.optimizer = j.at("optimizer");
+  if (!j.at("optimizer").get<std::string>().empty()) state.optimizer = choice<Optimizer>(j, "optimizer");
 }
 
-torch::serialize::InputArchive open_archive(const std::filesystem::path& file) {
+// The archive bytes of `file`, after checking the footer.
+std::string verified_archive_bytes(const std::filesystem::path& file) {
   if (!std::filesystem::is_regular_file(file)) throw Error(file, "no such checkpoint");
-  torch::serialize::InputArchive archive;
-  try {
-    archive.load_from(file.string());
-  } catch (const c10::Error&) {
-    throw Error(file, "not a readable checkpoint (truncated or corrupt)");
-  }
-  return archive;
+  std::ifstream in(file, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in && !in.eof()) throw Error(file, "cannot read");
+  if (bytes.size() < kFooterSize || std::memcmp(bytes.data() + bytes.size() - kFooterSize, kFooterMagic, 8) != 0)
+    throw Error(file, "not a segnet checkpoint (no checksum footer: truncated, or written by something else)");
+  const size_t length = bytes.size() - kFooterSize;
+  if (get_le<uint64_t>(bytes, length + 8) != length) throw Error(file, "checkpoint is truncated or has extra bytes");
+  if (get_le<uint32_t>(bytes, length + 16) != crc32_of(bytes, length))
+    throw Error(file, "checkpoint is damaged: its contents do not match their checksum");
+  bytes.resize(length);
+  return bytes;
 }
 
 }  // namespace
@@ -79,67 +123,97 @@ void save_checkpoint(const std::filesystem::path& file, const ModelInfo& info, S
     root.write("optimizer", optim);
   }
   root.write("meta", c10::IValue(to_json(info, state).dump()));
-  write_atomically(file, [&](const std::filesystem::path& tmp) { root.save_to(tmp.string()); });
+  std::string bytes;
+  root.save_to([&](const void* data, size_t size) {
+    bytes.append(static_cast<const char*>(data), size);
+    return size;
+  });
+  const size_t length = bytes.size();
+  const uint32_t crc = crc32_of(bytes, length);
+  bytes.append(kFooterMagic, 8);
+  put_le<uint64_t>(bytes, length);
+  put_le<uint32_t>(bytes, crc);
+  write_atomically(file, [&](const std::filesystem::path& tmp) {
+    std::ofstream out(tmp, std::ios::binary);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    if (!out.flush()) throw Error(file, "cannot write");
+  });
+}
+
+CheckpointReader::CheckpointReader(std::filesystem::path file) : file_(std::move(file)) {
+  const std::string bytes = verified_archive_bytes(file_);
+  try {
+    archive_.load_from(bytes.data(), bytes.size());
+  } catch (const c10::Error&) {
+    throw Error(file_, "not a readable checkpoint archive");
+  }
+  c10::IValue meta;
+  try {
+    if (!archive_.try_read("meta", meta) || !meta.isString()) throw Error(file_, "not a segnet checkpoint (no metadata)");
+    const auto j = nlohmann::json::parse(meta.toStringRef());
+    if (j.value("format", "") != kFormat || j.value("version", 0) != kVersion)
+      throw Error(file_, "not a segnet checkpoint of version " + std::to_string(kVersion));
+    from_json(j, info_, state_);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(file_, std::string("checkpoint metadata is malformed: ") + e.what());
+  } catch (const std::invalid_argument& e) {
+    throw Error(file_, e.what());
+  }
+  const auto keys = archive_.keys();
+  has_teacher_ = std::find(keys.begin(), keys.end(), "teacher") != keys.end();
+  try {
+    validate(info_.options());
+  } catch (const OptionError& e) {
+    throw Error(file_, std::string("describes no buildable model: ") + e.what());
+  }
+}
+
+namespace {
+
+// Module::load replaces tensors whatever their shape, so the shapes are checked here.
+void load_weights(torch::serialize::InputArchive& root, const char* key, SegNet& model,
+                  const std::filesystem::path& file, const std::string& what) {
+  std::vector<std::pair<std::string, std::vector<int64_t>>> expected;
+  for (const auto& p : model->named_parameters()) expected.emplace_back(p.key(), p.value().sizes().vec());
+  torch::serialize::InputArchive weights;
+  try {
+    if (!root.try_read(key, weights)) throw Error(file, "checkpoint holds no " + std::string(key) + " weights");
+    model->load(weights);
+  } catch (const c10::Error&) {
+    throw Error(file, std::string(key) + " weights do not fit " + what);
+  }
+  const auto params = model->named_parameters();
+  for (const auto& [name, sizes] : expected)
+    if (params[name].sizes().vec() != sizes) throw Error(file, "weight " + name + " does not fit " + what);
+}
+
+}  // namespace
+
+SegNet CheckpointReader::model() {
+  SegNet model(info_.options());
+  load_weights(archive_, "model", model, file_,
+               "a '" + to_string(info_.model) + "' model with " + std::to_string(info_.classes.size()) + " classes");
+  model->eval();
+  return model;
+}
+
+void CheckpointReader::load_teacher(SegNet& teacher) {
+  load_weights(archive_, "teacher", teacher, file_, "this model");
+}
+
+void CheckpointReader::load_optimizer(torch::optim::Optimizer& optimizer) {
+  torch::serialize::InputArchive optim;
+  try {
+    if (!archive_.try_read("optimizer", optim)) throw Error(file_, "checkpoint holds no optimizer state");
+    optimizer.load(optim);
+  } catch (const c10::Error&) {
+    throw Error(file_, "optimizer state does not fit this model and optimizer");
+  }
 }
 
 Checkpoint load_checkpoint(const std::filesystem::path& file) {
-  auto root = open_archive(file);
-  Checkpoint ck;
-  c10::IValue meta;
-  try {
-    if (!root.try_read("meta", meta) || !meta.isString()) throw Error(file, "not a segnet checkpoint (no metadata)");
-    const auto j = nlohmann::json::parse(meta.toStringRef());
-    if (j.value("format", "") != kFormat || j.value("version", 0) != kVersion)
-      throw Error(file, "not a segnet checkpoint of version " + std::to_string(kVersion));
-    from_json(j, ck.info, ck.state);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(file, std::string("checkpoint metadata is malformed: ") + e.what());
-  }
-  try {
-    ck.model = SegNet(ck.info.options());
-  } catch (const Error& e) {
-    throw Error(file, std::string("describes no buildable model: ") + e.what());
-  }
-  // Module::load replaces tensors whatever their shape, so check the shapes ourselves.
-  std::vector<std::pair<std::string, std::vector<int64_t>>> expected;
-  for (const auto& p : ck.model->named_parameters()) expected.emplace_back(p.key(), p.value().sizes().vec());
-  torch::serialize::InputArchive weights;
-  try {
-    if (!root.try_read("model", weights)) throw Error(file, "checkpoint holds no weights");
-    ck.model->load(weights);
-  } catch (const c10::Error&) {
-    throw Error(file, "weights do not fit a '" + ck.info.model + "' model with " +
-                          std::to_string(ck.info.classes.size()) + " classes");
-  }
-  const auto params = ck.model->named_parameters();
-  for (const auto& [name, sizes] : expected)
-    if (params[name].sizes().vec() != sizes)
-      throw Error(file, "weight " + name + " does not fit a '" + ck.info.model + "' model");
-  ck.model->eval();
-  return ck;
-}
-
-bool load_teacher(const std::filesystem::path& file, SegNet& teacher) {
-  auto root = open_archive(file);
-  torch::serialize::InputArchive weights;
-  try {
-    if (!root.try_read("teacher", weights)) return false;
-    teacher->load(weights);
-  } catch (const c10::Error&) {
-    throw Error(file, "teacher weights do not fit this model");
-  }
-  return true;
-}
-
-void load_optimizer_state(const std::filesystem::path& file, torch::optim::Optimizer& optimizer) {
-  auto root = open_archive(file);
-  torch::serialize::InputArchive optim;
-  try {
-    if (!root.try_read("optimizer", optim)) throw Error(file, "checkpoint holds no optimizer state");
-    optimizer.load(optim);
-  } catch (const c10::Error&) {
-    throw Error(file, "optimizer state does not fit this model and optimizer");
-  }
+  CheckpointReader reader(file);
+  return {reader.info(), reader.state(), reader.model()};
 }
 
 }  // namespace segnet

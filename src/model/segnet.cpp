@@ -10,31 +10,6 @@ namespace {
 
 constexpr double kBayesianDropout = 0.5;  // Bayesian SegNet's rate
 
-// "a, b or c", for errors that list the valid choices.
-std::string one_of(const std::vector<std::string>& names) {
-  std::string list;
-  for (size_t i = 0; i < names.size(); ++i) list += (i == 0 ? "" : i + 1 == names.size() ? " or " : ", ") + names[i];
-  return list;
-}
-
-Upsampling upsampling_of(const std::string& decoder) {
-  if (decoder == "indices") return Upsampling::Indices;
-  if (decoder == "transposed") return Upsampling::Transposed;
-  if (decoder == "bilinear") return Upsampling::Bilinear;
-  throw Error("unknown decoder '" + decoder + "' (expected " + one_of(decoder_names()) + ")");
-}
-
-// One dilation per encoder stage; empty options mean undilated.
-std::vector<int64_t> encoder_dilation(const SegNetOptions& options, size_t stages) {
-  if (options.dilation().empty()) return std::vector<int64_t>(stages, 1);
-  if (options.dilation().size() != stages)
-    throw Error("model '" + options.model() + "' takes " + std::to_string(stages) +
-                " dilation values, one per encoder stage, got " + std::to_string(options.dilation().size()));
-  for (int64_t d : options.dilation())
-    if (d < 1) throw Error("dilation must be at least 1, got " + std::to_string(d));
-  return options.dilation();
-}
-
 torch::nn::Sequential conv_blocks(int64_t in, const std::vector<int64_t>& channels, int64_t kernel, bool relu,
                                   int64_t dilation) {
   torch::nn::Sequential blocks;
@@ -47,32 +22,43 @@ torch::nn::Sequential conv_blocks(int64_t in, const std::vector<int64_t>& channe
 
 }  // namespace
 
-Architecture architecture(const std::string& name) {
-  if (name == "segnet")  // VGG16's 13 convolutions and their mirror image
-    return {name, 3,
-            {{64, 64}, {128, 128}, {256, 256, 256}, {512, 512, 512}, {512, 512, 512}},
-            {{512, 512, 512}, {512, 512, 256}, {256, 256, 128}, {128, 64}, {64}},
-            /*decoder_relu=*/true, /*classifier_kernel=*/3};
-  if (name == "segnet-basic")  // the paper's smaller variant: no ReLU in the decoder
-    return {name, 7, {{64}, {64}, {64}, {64}}, {{64}, {64}, {64}, {64}}, /*decoder_relu=*/false, 1};
-  // Bayesian SegNet's "central encoder-decoder" variant: the same layers, with dropout after the deepest
-  // stages, where the authors' Caffe models put it.
-  auto bayesian = [&](const std::string& base, int64_t dropout_stages) {
-    Architecture arch = architecture(base);
-    arch.name = name;
-    arch.dropout_stages = dropout_stages;
-    return arch;
-  };
-  if (name == "bayesian-segnet") return bayesian("segnet", 3);
-  if (name == "bayesian-segnet-basic") return bayesian("segnet-basic", 2);
-  throw Error("unknown model '" + name + "' (expected " + one_of(model_names()) + ")");
+LayerPlan layer_plan(Model model) {
+  switch (model) {
+    case Model::SegNet:  // VGG16's 13 convolutions and their mirror image
+      return {3,
+              {{64, 64}, {128, 128}, {256, 256, 256}, {512, 512, 512}, {512, 512, 512}},
+              {{512, 512, 512}, {512, 512, 256}, {256, 256, 128}, {128, 64}, {64}},
+              /*decoder_relu=*/true, /*classifier_kernel=*/3};
+    case Model::SegNetBasic:  // the paper's smaller variant: no ReLU in the decoder
+      return {7, {{64}, {64}, {64}, {64}}, {{64}, {64}, {64}, {64}}, /*decoder_relu=*/false, 1};
+    // Bayesian SegNet's "central encoder-decoder" variant: the same layers, with dropout after the
+    // deepest stages, where the authors' Caffe models put it.
+    case Model::BayesianSegNet: {
+      LayerPlan plan = layer_plan(Model::SegNet);
+      plan.dropout_stages = 3;
+      return plan;
+    }
+    case Model::BayesianSegNetBasic: {
+      LayerPlan plan = layer_plan(Model::SegNetBasic);
+      plan.dropout_stages = 2;
+      return plan;
+    }
+  }
+  throw Error("unknown model");
 }
 
-std::vector<std::string> model_names() {
-  return {"segnet", "segnet-basic", "bayesian-segnet", "bayesian-segnet-basic"};
+void validate(const SegNetOptions& options) {
+  if (options.num_classes() < 1 || options.num_classes() >= kMaxClasses)
+    throw OptionError("num_classes", "must be 1.." + std::to_string(kMaxClasses - 1) + ", got " +
+                                         std::to_string(options.num_classes()));
+  const size_t stages = layer_plan(options.model()).encoder.size();
+  if (!options.dilation().empty() && options.dilation().size() != stages)
+    throw OptionError("dilation", "takes " + std::to_string(stages) + " values for model '" +
+                                      to_string(options.model()) + "', one per encoder stage; got " +
+                                      std::to_string(options.dilation().size()));
+  for (int64_t d : options.dilation())
+    if (d < 1) throw OptionError("dilation", "must be at least 1, got " + std::to_string(d));
 }
-
-std::vector<std::string> decoder_names() { return {"indices", "transposed", "bilinear"}; }
 
 EncoderStageImpl::EncoderStageImpl(const EncoderStageOptions& o) {
   convs = register_module("convs", conv_blocks(o.in(), o.channels(), o.kernel(), true, o.dilation()));
@@ -118,13 +104,10 @@ torch::Tensor DecoderStageImpl::upsample(const torch::Tensor& x, const torch::Te
 }
 
 SegNetImpl::SegNetImpl(const SegNetOptions& options) : options_(options) {
-  if (options.num_classes() < 1 || options.num_classes() >= kMaxClasses)
-    throw Error("number of classes must be 1.." + std::to_string(kMaxClasses - 1) + ", got " +
-                std::to_string(options.num_classes()));
-  const Architecture arch = architecture(options.model());
-  const Upsampling upsampling = upsampling_of(options.decoder());
+  validate(options);
+  const LayerPlan arch = layer_plan(options.model());
   const int64_t stages = static_cast<int64_t>(arch.encoder.size());
-  const std::vector<int64_t> dilation = encoder_dilation(options, stages);
+  const std::vector<int64_t> dilation = options.dilation().empty() ? std::vector<int64_t>(stages, 1) : options.dilation();
   int64_t channels = options.in_channels();
   for (int64_t i = 0; i < stages; ++i) {
     const bool dropout = i >= stages - arch.dropout_stages;
@@ -139,7 +122,7 @@ SegNetImpl::SegNetImpl(const SegNetOptions& options) : options_(options) {
     decoder_.push_back(register_module("decoder" + std::to_string(stages - i),
                                        DecoderStage(DecoderStageOptions(channels, arch.decoder[i], arch.kernel)
                                                         .relu(arch.decoder_relu)
-                                                        .upsampling(upsampling)
+                                                        .upsampling(options.upsampling())
                                                         .dropout(dropout ? kBayesianDropout : 0))));
     channels = arch.decoder[i].back();
   }
@@ -177,7 +160,7 @@ void SegNetImpl::set_mc_dropout(bool enabled) {
     if (auto* dropout = m->as<McDropoutImpl>()) dropout->sample_in_eval = enabled;
 }
 
-bool SegNetImpl::has_dropout() const { return architecture(options_.model()).dropout_stages > 0; }
+bool SegNetImpl::has_dropout() const { return layer_plan(options_.model()).dropout_stages > 0; }
 
 // Unpooling, bilinear interpolation and dropout multiply nothing; dilation spreads a kernel's taps
 // without adding any.
@@ -191,8 +174,8 @@ SegNet copy_model(const SegNet& source) {
 }
 
 int64_t multiply_adds(const SegNetOptions& options, int64_t height, int64_t width) {
-  const Architecture arch = architecture(options.model());
-  const bool transposed = upsampling_of(options.decoder()) == Upsampling::Transposed;
+  const LayerPlan arch = layer_plan(options.model());
+  const bool transposed = options.upsampling() == Upsampling::Transposed;
   int64_t macs = 0, in = options.in_channels(), h = height, w = width;
   auto convs = [&](const std::vector<int64_t>& channels, int64_t kernel) {
     for (int64_t out : channels) macs += h * w * in * out * kernel * kernel, in = out;

@@ -1,0 +1,103 @@
+#pragma once
+// The closed choices of the API, typed, with the names they have in checkpoints and on the command line.
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace segnet {
+
+// The networks: SegNet (VGG16-BN encoder), SegNet-Basic (the paper's 4-stage variant), and their
+// Bayesian versions (Kendall et al. 2015: dropout after the deepest stages).
+enum class Model { SegNet, SegNetBasic, BayesianSegNet, BayesianSegNetBasic };
+
+// How each decoder stage gets back to its encoder stage's resolution: SegNet's max-unpooling with the
+// encoder's pool indices, a learned 2x2 stride-2 transposed convolution, or bilinear interpolation.
+enum class Upsampling { Indices, Transposed, Bilinear };
+
+// Multi-class segmentation (softmax over the classes), or binary masks (one sigmoid output).
+enum class Task { Multiclass, Binary };
+
+// What training minimises. Multi-class: cross-entropy. Binary: binary cross-entropy, soft Dice, or their sum.
+enum class Loss { CrossEntropy, BinaryCrossEntropy, Dice, BinaryCrossEntropyDice };
+
+// SGD with momentum 0.9, or Adam.
+enum class Optimizer { Sgd, Adam };
+
+// Poly: lr * (1 - step / total_steps)^0.9, per step; constant, as in the SegNet paper.
+enum class LrSchedule { Poly, Constant };
+
+// fp32, or bf16 compute with fp32 weights (training) / bf16 weights (inference).
+enum class Precision { Float32, BFloat16 };
+
+// Each choice's names, in the order of the enum. The first name is the one written.
+template <class E>
+struct ChoiceNames;
+template <>
+struct ChoiceNames<Model> {
+  static std::vector<std::pair<Model, std::string>> all() {
+    return {{Model::SegNet, "segnet"},
+            {Model::SegNetBasic, "segnet-basic"},
+            {Model::BayesianSegNet, "bayesian-segnet"},
+            {Model::BayesianSegNetBasic, "bayesian-segnet-basic"}};
+  }
+};
+template <>
+struct ChoiceNames<Upsampling> {
+  static std::vector<std::pair<Upsampling, std::string>> all() {
+    return {{Upsampling::Indices, "indices"}, {Upsampling::Transposed, "transposed"}, {Upsampling::Bilinear, "bilinear"}};
+  }
+};
+template <>
+struct ChoiceNames<Task> {
+  static std::vector<std::pair<Task, std::string>> all() { return {{Task::Multiclass, "multiclass"}, {Task::Binary, "binary"}}; }
+};
+template <>
+struct ChoiceNames<Loss> {
+  static std::vector<std::pair<Loss, std::string>> all() {
+    return {{Loss::CrossEntropy, "ce"}, {Loss::BinaryCrossEntropy, "bce"}, {Loss::Dice, "dice"},
+            {Loss::BinaryCrossEntropyDice, "bce+dice"}};
+  }
+};
+template <>
+struct ChoiceNames<Optimizer> {
+  static std::vector<std::pair<Optimizer, std::string>> all() { return {{Optimizer::Sgd, "sgd"}, {Optimizer::Adam, "adam"}}; }
+};
+template <>
+struct ChoiceNames<LrSchedule> {
+  static std::vector<std::pair<LrSchedule, std::string>> all() {
+    return {{LrSchedule::Poly, "poly"}, {LrSchedule::Constant, "constant"}};
+  }
+};
+template <>
+struct ChoiceNames<Precision> {
+  static std::vector<std::pair<Precision, std::string>> all() {
+    return {{Precision::Float32, "fp32"}, {Precision::BFloat16, "bf16"}};
+  }
+};
+
+template <class E>
+std::string to_string(E value) {
+  for (const auto& [v, name] : ChoiceNames<E>::all())
+    if (v == value) return name;
+  return "?";
+}
+
+// The value of a name; nullopt for an unknown one.
+template <class E>
+std::optional<E> choice_from_name(const std::string& name) {
+  for (const auto& [v, n] : ChoiceNames<E>::all())
+    if (n == name) return v;
+  return std::nullopt;
+}
+
+// "a, b or c": the valid names, for messages.
+template <class E>
+std::string choice_list() {
+  const auto all = ChoiceNames<E>::all();
+  std::string list;
+  for (size_t i = 0; i < all.size(); ++i) list += (i == 0 ? "" : i + 1 == all.size() ? " or " : ", ") + all[i].second;
+  return list;
+}
+
+}  // namespace segnet

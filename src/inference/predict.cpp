@@ -1,0 +1,126 @@
+#include "inference/pipeline.h"
+
+#include <segnet/data.h>
+#include <segnet/error.h>
+#include <segnet/files.h>
+#include <segnet/image.h>
+#include <segnet/metrics.h>
+
+#include "common/prefetch.h"
+
+#include <torch/torch.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <deque>
+#include <future>
+
+namespace segnet {
+
+namespace {
+
+struct Prepared {
+  std::filesystem::path file;
+  cv::Mat rgb;
+  torch::Tensor input;
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+}  // namespace
+
+torch::Tensor confident_labels(const torch::Tensor& probabilities, double threshold) {
+  const int64_t class_dim = probabilities.dim() == 4 ? 1 : 0;
+  const auto [top, ids] = probabilities.max(class_dim);
+  return ids.masked_fill(top < threshold, kIgnoreLabel);
+}
+
+InferenceReport segment_files(Segmenter& segmenter, const std::vector<std::filesystem::path>& files, int64_t batch,
+                              const SegmentedImageSink& sink, const InferenceProgress& progress) {
+  if (batch < 1) throw OptionError("batch", "must be at least 1");
+  const auto start = std::chrono::steady_clock::now();
+  Prefetcher<Prepared> prepared(
+      [&, next = size_t(0)]() mutable -> std::optional<Prepared> {
+        if (next == files.size()) return std::nullopt;
+        const auto& file = files[next++];
+        cv::Mat rgb = read_image(file);
+        return Prepared{file, rgb, segmenter.input(rgb)};
+      },
+      static_cast<size_t>(2 * batch));
+  std::deque<std::future<void>> writing;  // bounded, so that results do not pile up in memory
+  auto wait_for_writes = [&](size_t at_most) {
+    while (writing.size() > at_most) {
+      writing.front().get();  // rethrows a writer's error
+      writing.pop_front();
+    }
+  };
+  InferenceReport report;
+  const int64_t total = static_cast<int64_t>(files.size());
+  for (bool more = true; more;) {
+    std::vector<Prepared> group;
+    for (Prepared p; static_cast<int64_t>(group.size()) < batch && (more = prepared.next(p));) group.push_back(std::move(p));
+    if (group.empty()) break;
+    std::vector<torch::Tensor> inputs;
+    std::vector<cv::Size> sizes;
+    for (const auto& p : group) inputs.push_back(p.input), sizes.push_back(p.rgb.size());
+    const auto probabilities = segmenter.probabilities(torch::stack(inputs), sizes);
+    bool go_on = true;
+    for (size_t i = 0; i < group.size(); ++i) {
+      writing.push_back(std::async(std::launch::async, [&sink, item = group[i], probs = probabilities[i]] {
+        sink(item.file, item.rgb, probs);
+      }));
+      wait_for_writes(static_cast<size_t>(2 * batch));
+      ++report.items;
+      if (progress && !progress(report.items, total)) go_on = false;
+    }
+    if (!go_on) break;
+  }
+  wait_for_writes(0);
+  report.seconds = seconds_since(start);
+  return report;
+}
+
+InferenceReport predict_images(Segmenter& segmenter, const std::vector<std::filesystem::path>& images,
+                               const ImageOutputs& outputs, int64_t batch, const InferenceProgress& progress) {
+  ensure_output_folder(outputs.folder);
+  const ModelInfo& info = segmenter.info();
+  const bool uncertainty = outputs.uncertainty && segmenter.options().mc_samples > 1;
+  const auto sink = [&](const std::filesystem::path& file, const cv::Mat& rgb, const torch::Tensor& probs) {
+    const std::string stem = file.stem().string();
+    const cv::Mat ids = segmenter.labels_from(probs);
+    const cv::Mat color = colorize(ids, info.classes);
+    if (outputs.ids) write_png(outputs.folder / (stem + ".png"), info.binary() ? cv::Mat(ids * 255) : ids);
+    if (outputs.color && !info.binary()) write_png(outputs.folder / (stem + "_color.png"), color);
+    if (outputs.overlay) write_png(outputs.folder / (stem + "_overlay.png"), overlay(rgb, color));
+    if (uncertainty)
+      write_png(outputs.folder / (stem + "_uncertainty.png"),
+                heatmap(predictive_entropy(probs), std::log(double(info.classes.size()))));
+  };
+  return segment_files(segmenter, images, batch, sink, progress);
+}
+
+PseudoLabelReport write_pseudo_labels(Segmenter& segmenter, const std::vector<std::filesystem::path>& images,
+                                      const std::filesystem::path& folder, double threshold,
+                                      const InferenceProgress& progress) {
+  const ModelInfo& info = segmenter.info();
+  if (info.binary() || info.void_labels.empty())
+    throw Error("pseudo-labels need a multi-class model with a void label");
+  if (!(threshold > 0 && threshold <= 1)) throw OptionError("threshold", "must be in (0, 1]");
+  ensure_output_folder(folder);
+  const int64_t void_label = info.void_labels[0];
+  std::atomic<int64_t> confident{0}, pixels{0};
+  const auto sink = [&](const std::filesystem::path& file, const cv::Mat&, const torch::Tensor& probs) {
+    const auto labels = confident_labels(probs, threshold);
+    const auto unconfident = labels == kIgnoreLabel;
+    confident += labels.numel() - unconfident.sum().item<int64_t>();
+    pixels += labels.numel();
+    write_png(folder / (file.stem().string() + ".png"), label_image(labels.masked_fill(unconfident, void_label)));
+  };
+  const InferenceReport run = segment_files(segmenter, images, 1, sink, progress);
+  return {run.items, pixels ? double(confident) / double(pixels) : 0.0, void_label};
+}
+
+}  // namespace segnet

@@ -1,0 +1,63 @@
+#include <segnet/error.h>
+#include <segnet/files.h>
+#include <segnet/image.h>
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include <fstream>
+#include <unistd.h>
+
+namespace segnet {
+
+std::filesystem::path temporary_path_for(const std::filesystem::path& file) {
+  // The extension stays last, for writers that choose the format by it (video containers).
+  return file.parent_path() / ("." + file.stem().string() + ".tmp" + std::to_string(::getpid()) + file.extension().string());
+}
+
+void write_atomically(const std::filesystem::path& file, const std::function<void(const std::filesystem::path&)>& write) {
+  std::error_code ec;
+  if (file.has_parent_path()) std::filesystem::create_directories(file.parent_path(), ec);
+  if (ec) throw Error(file.parent_path(), "cannot create folder: " + ec.message());
+  if (std::filesystem::is_directory(file)) throw Error(file, "is a folder, not a file");
+  const std::filesystem::path tmp = temporary_path_for(file);
+  try {
+    write(tmp);
+    std::filesystem::rename(tmp, file, ec);
+    if (ec) throw Error(file, "cannot write: " + ec.message());
+  } catch (...) {
+    std::error_code ignored;
+    std::filesystem::remove(tmp, ignored);
+    throw;
+  }
+}
+
+void write_text(const std::filesystem::path& file, const std::string& text) {
+  write_atomically(file, [&](const std::filesystem::path& tmp) {
+    std::ofstream out(tmp);
+    if (!(out << text) || !out.flush()) throw Error(file, "cannot write");
+  });
+}
+
+void write_png(const std::filesystem::path& file, const cv::Mat& image) {
+  cv::Mat bgr;  // a new buffer: converting into a copy of `image`'s header would overwrite the caller's pixels
+  if (image.channels() == 3) cv::cvtColor(image, bgr, cv::COLOR_RGB2BGR);
+  else bgr = image;
+  std::vector<uint8_t> bytes;
+  if (!cv::imencode(".png", bgr, bytes)) throw Error(file, "cannot encode PNG");
+  write_atomically(file, [&](const std::filesystem::path& tmp) {
+    std::ofstream out(tmp, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    if (!out.flush()) throw Error(file, "cannot write");
+  });
+}
+
+void ensure_output_folder(const std::filesystem::path& folder) {
+  std::error_code ec;
+  if (std::filesystem::exists(folder) && !std::filesystem::is_directory(folder))
+    throw Error(folder, "exists and is not a folder");
+  std::filesystem::create_directories(folder, ec);
+  if (ec) throw Error(folder, "cannot create folder: " + ec.message());
+}
+
+}  // namespace segnet

@@ -1,0 +1,77 @@
+#include "train/run_directory.h"
+
+#include <segnet/error.h>
+#include <segnet/files.h>
+
+#include <fstream>
+#include <iomanip>
+#include <sstream>
+
+namespace segnet {
+
+namespace {
+
+constexpr const char* kCsvHeader =
+    "epoch,train_loss,val_global_acc,val_class_avg_acc,val_miou,seconds,images_per_s,data_wait_fraction,"
+    "pseudo_confident_fraction";
+
+std::string format_row(const EpochRecord& r) {
+  std::ostringstream s;
+  s << r.epoch << ',' << std::setprecision(6) << r.train_loss << ',' << r.global_acc << ',' << r.class_avg_acc << ','
+    << r.miou << ',' << std::setprecision(4) << r.seconds << ',' << r.images_per_s << ',' << r.data_wait_fraction << ','
+    << r.pseudo_confident_fraction;
+  return s.str();
+}
+
+// Keeps the rows of epochs up to `epoch` (a run stopped after writing a row but before its checkpoint
+// repeats that epoch on resume).
+void truncate_metrics(const std::filesystem::path& csv, int64_t epoch) {
+  std::ifstream in(csv);
+  std::string line, kept = std::string(kCsvHeader) + "\n";
+  for (std::getline(in, line); std::getline(in, line);)
+    if (!line.empty() && std::stoll(line.substr(0, line.find(','))) <= epoch) kept += line + "\n";
+  write_text(csv, kept);
+}
+
+}  // namespace
+
+RunDirectory::RunDirectory(std::filesystem::path folder) : folder_(std::move(folder)) {}
+
+void RunDirectory::refuse_existing_run() const {
+  if (std::filesystem::exists(last()))
+    throw Error(last(), "already holds a run; resume it or choose another run folder");
+}
+
+void RunDirectory::create() const {
+  refuse_existing_run();
+  ensure_output_folder(folder_);
+}
+
+CheckpointReader RunDirectory::resume(const TrainOptions& o) const {
+  CheckpointReader ck(last());
+  const ModelInfo& info = ck.info();
+  if (info.model != o.model || info.task != o.task || info.upsampling != o.upsampling || info.dilation != o.dilation)
+    throw Error(last(), "is a run of another model ('" + to_string(info.model) + "', task " + to_string(info.task) +
+                            ", decoder " + to_string(info.upsampling) + ")");
+  if (ck.state().optimizer != o.optimizer)
+    throw Error(last(), "was trained with " + (ck.state().optimizer ? to_string(*ck.state().optimizer) : "no optimizer") +
+                            ", not " + to_string(o.optimizer));
+  if (ck.has_teacher() != !o.pseudo.unlabeled.empty())
+    throw Error(last(), ck.has_teacher() ? "is a pseudo-label run: resume it with its unlabelled images"
+                                         : "holds no pseudo-label teacher: the run was not started with unlabelled images");
+  truncate_metrics(metrics(), ck.state().epoch);
+  return ck;
+}
+
+void RunDirectory::record(const EpochRecord& r, const ModelInfo& info, const TrainState& state, SegNet& model,
+                          const torch::optim::Optimizer& optimizer, SegNet* teacher) const {
+  const bool fresh = !std::filesystem::exists(metrics());
+  std::ofstream out(metrics(), std::ios::app);
+  if (fresh) out << kCsvHeader << '\n';
+  out << format_row(r) << '\n';
+  if (!out.flush()) throw Error(metrics(), "cannot append");
+  save_checkpoint(last(), info, model, &optimizer, state, teacher);
+  if (r.best) save_checkpoint(best(), info, model, nullptr, state);
+}
+
+}  // namespace segnet

@@ -1,0 +1,37 @@
+#pragma once
+// The files of a training run: metrics.csv (a row per epoch), last.pt (everything to resume) and
+// best.pt (the model of the best validation epoch).
+#include <segnet/checkpoint.h>
+#include <segnet/train.h>
+
+#include <filesystem>
+#include <optional>
+
+namespace segnet {
+
+class RunDirectory {
+ public:
+  explicit RunDirectory(std::filesystem::path folder);
+
+  // An Error if the folder already holds a run.
+  void refuse_existing_run() const;
+  // A new run: refuses an existing one, then creates the folder.
+  void create() const;
+  // The run to continue: last.pt, checked against `options` (model, task, decoder, dilation,
+  // optimizer, pseudo-labels); metrics.csv loses rows of epochs after the checkpoint's.
+  CheckpointReader resume(const TrainOptions& options) const;
+
+  // Appends the epoch's row, saves last.pt and, when `record.best`, best.pt.
+  void record(const EpochRecord& record, const ModelInfo& info, const TrainState& state, SegNet& model,
+              const torch::optim::Optimizer& optimizer, SegNet* teacher) const;
+
+  const std::filesystem::path& folder() const { return folder_; }
+  std::filesystem::path last() const { return folder_ / "last.pt"; }
+  std::filesystem::path best() const { return folder_ / "best.pt"; }
+  std::filesystem::path metrics() const { return folder_ / "metrics.csv"; }
+
+ private:
+  std::filesystem::path folder_;
+};
+
+}  // namespace segnet

@@ -1,0 +1,99 @@
+#include "train/teacher.h"
+
+#include <segnet/predict.h>
+#include <segnet/runtime.h>
+#include <segnet/segmenter.h>
+
+#include "train/augment.h"
+#include "train/schedule.h"
+
+#include <torch/torch.h>
+
+namespace segnet {
+
+namespace {
+
+// Running statistics must describe real images at inference, not strong views: while alive, batch
+// norm layers normalise with the batch's statistics but leave their running averages as they are.
+class FrozenRunningStatistics {
+ public:
+  explicit FrozenRunningStatistics(SegNet& model) {
+    for (const auto& module : model->modules(/*include_self=*/false))
+      if (auto* bn = module->as<torch::nn::BatchNorm2dImpl>()) {
+        saved_.emplace_back(bn, bn->options.momentum());
+        bn->options.momentum(0.0);  // running = (1 - 0) * running + 0 * batch
+      }
+  }
+  ~FrozenRunningStatistics() {
+    for (auto& [bn, momentum] : saved_) bn->options.momentum(momentum);
+  }
+  FrozenRunningStatistics(const FrozenRunningStatistics&) = delete;
+  FrozenRunningStatistics& operator=(const FrozenRunningStatistics&) = delete;
+
+ private:
+  std::vector<std::pair<torch::nn::BatchNorm2dImpl*, c10::optional<double>>> saved_;
+};
+
+}  // namespace
+
+torch::Tensor pseudo_label_loss(SegNet& student, PseudoLabelStep& p, const Objective& objective, Precision precision,
+                                torch::Device device) {
+  const auto channels_last = at::MemoryFormat::ChannelsLast;
+  const auto weak = p.unlabeled.images.to(device);
+  torch::Tensor targets;
+  {
+    torch::NoGradGuard no_grad;
+    AutocastGuard autocast(precision, device);
+    const auto z = p.teacher->forward(weak.contiguous(channels_last)).to(torch::kFloat);
+    targets = confident_labels(class_probabilities(z, objective.task == Task::Binary), p.threshold);
+  }
+  p.confident_fraction = (targets != kIgnoreLabel).to(torch::kFloat).mean().item<double>();
+  if (p.confident_fraction == 0 || p.weight == 0) return torch::zeros({}, weak.options());  // nothing to learn
+  const AugmentedBatch strong = strong_view(weak, targets);
+  // Scaled by the confident share, as FixMatch averages over all unlabelled pixels: a handful of
+  // confident pixels early in training must not carry the full weight lambda.
+  const double share = (strong.labels != kIgnoreLabel).to(torch::kFloat).mean().item<double>();
+  if (share == 0) return torch::zeros({}, weak.options());
+  torch::Tensor logits;
+  {
+    FrozenRunningStatistics frozen(student);
+    AutocastGuard autocast(precision, device);
+    logits = student->forward(strong.images.contiguous(channels_last));
+  }
+  Objective unweighted = objective;
+  unweighted.class_weights = torch::ones_like(objective.class_weights);
+  return p.weight * share * segmentation_loss(logits.to(torch::kFloat), strong.labels, unweighted);
+}
+
+void ema_update(SegNet& teacher, SegNet& student, double decay) {
+  torch::NoGradGuard no_grad;
+  auto params = student->named_parameters(), buffers = student->named_buffers();
+  for (auto& p : teacher->named_parameters()) p.value().mul_(decay).add_(params[p.key()], 1.0 - decay);
+  for (auto& b : teacher->named_buffers()) b.value().copy_(buffers[b.key()]);
+}
+
+PseudoLabelTeacher::PseudoLabelTeacher(const PseudoLabelOptions& options, BatchLoader unlabeled, SegNet teacher,
+                                       torch::Device device)
+    : options_(options), loader_(std::move(unlabeled)),
+      step_{std::move(teacher), {}, 0.0, options.threshold, options.ema_decay} {
+  step_.teacher->to(device);
+  to_channels_last(*step_.teacher);
+  step_.teacher->eval();
+}
+
+void PseudoLabelTeacher::begin_epoch(uint64_t epoch_seed) {
+  epoch_seed_ = epoch_seed;
+  cycle_ = 0;
+  batches_.reset();
+}
+
+PseudoLabelStep& PseudoLabelTeacher::next_step(double progress_epochs) {
+  while (!batches_ || !batches_->next(step_.unlabeled)) {
+    batches_.reset();  // an epoch's loader must end before the next begins
+    batches_.emplace(loader_.epoch(epoch_seed_ * 7919 + cycle_++));
+  }
+  step_.weight = options_.weight * rampup(progress_epochs, options_.rampup_epochs);
+  return step_;
+}
+
+}  // namespace segnet

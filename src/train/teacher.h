@@ -1,0 +1,53 @@
+#pragma once
+// The pseudo-label teacher: an exponential moving average of the student that labels a stream of
+// unlabelled images, and the loss the student learns those labels with.
+#include <segnet/model.h>
+#include <segnet/train.h>
+
+#include "data/loader.h"
+#include "train/losses.h"
+
+#include <optional>
+
+namespace segnet {
+
+// The unlabelled half of a semi-supervised step.
+struct PseudoLabelStep {
+  SegNet teacher;   // eval mode; updated as an EMA of the student after the step
+  Batch unlabeled;  // weak view: resized, randomly flipped
+  double weight = 1.0;
+  double threshold = 0.9;
+  double ema_decay = 0.99;
+  double confident_fraction = 0;  // set by the step
+};
+
+// The teacher labels the weak view; the student learns the confident labels from a strong view
+// (strong_view), in a forward pass of its own whose batch statistics stay out of batch norm's running
+// averages. Not class-weighted: the teacher learnt with the class weights, so its labels already
+// favour rare classes (where they are least precise); weighting them again amplifies their noise.
+torch::Tensor pseudo_label_loss(SegNet& student, PseudoLabelStep& step, const Objective& objective, Precision precision,
+                                torch::Device device);
+
+// teacher = decay * teacher + (1 - decay) * student; buffers (batch-norm statistics) copied.
+void ema_update(SegNet& teacher, SegNet& student, double decay);
+
+// The stream of unlabelled batches and lambda's ramp, for train().
+class PseudoLabelTeacher {
+ public:
+  PseudoLabelTeacher(const PseudoLabelOptions& options, BatchLoader unlabeled, SegNet teacher, torch::Device device);
+  // Unlabelled batches cycle through their own shuffles, seeded by the epoch's seed and the cycle.
+  void begin_epoch(uint64_t epoch_seed);
+  // The next unlabelled batch, with lambda at `progress_epochs` (fractional epochs done).
+  PseudoLabelStep& next_step(double progress_epochs);
+  SegNet& model() { return step_.teacher; }
+
+ private:
+  PseudoLabelOptions options_;
+  BatchLoader loader_;
+  PseudoLabelStep step_;
+  uint64_t epoch_seed_ = 0;
+  int64_t cycle_ = 0;
+  std::optional<BatchLoader::Epoch> batches_;
+};
+
+}  // namespace segnet

@@ -1,0 +1,58 @@
+#include "cli.h"
+
+#include <segnet/error.h>
+#include <segnet/runtime.h>
+
+#include <c10/util/Exception.h>
+
+namespace segnet::cli {
+
+void Compute::add_to(CLI::App* cmd) {
+  cmd->add_option("--threads", threads, "CPU threads (default: all cores)");
+  cmd->add_option("--device", device, "cpu or cuda[:K]")->capture_default_str();
+  add_choice(cmd, "--precision", precision, "numeric precision of the network");
+}
+
+torch::Device Compute::setup() const {
+  set_threads(threads);
+  try {
+    return torch::Device(device);
+  } catch (const c10::Error&) {
+    throw Error("--device: '" + device + "' is not a device (expected cpu or cuda[:K])");
+  }
+}
+
+void add_inference_options(CLI::App* cmd, SegmenterOptions& o) {
+  cmd->add_option("--mc-samples", o.mc_samples, "Bayesian models: average this many dropout samples")->capture_default_str();
+  cmd->add_option("--threshold", o.threshold, "binary models: foreground probability threshold")->capture_default_str();
+}
+
+Size2 parse_size(const std::string& flag, const std::string& text) {
+  const auto x = text.find('x');
+  auto number = [](const std::string& s, int64_t& value) {
+    if (s.empty() || s.size() > 6 || s.find_first_not_of("0123456789") != std::string::npos) return false;
+    value = std::stoll(s);
+    return true;
+  };
+  Size2 size;
+  if (x == std::string::npos || !number(text.substr(0, x), size.height) || !number(text.substr(x + 1), size.width))
+    throw Error(flag + ": '" + text + "' is not HxW (e.g. 360x480)");
+  if (size.height < 1 || size.width < 1 || size.height > 16384 || size.width > 16384)
+    throw Error(flag + ": " + text + " is impossible (each side must be 1..16384)");
+  return size;
+}
+
+std::string flag_for(const std::string& option) {
+  static const std::map<std::string, std::string> renamed = {
+      {"pseudo.unlabeled", "--unlabeled"},       {"pseudo.weight", "--pseudo-weight"},
+      {"pseudo.threshold", "--pseudo-threshold"}, {"pseudo.rampup_epochs", "--pseudo-rampup"},
+      {"pseudo.ema_decay", "--ema-decay"},       {"upsampling", "--decoder"},
+      {"max_frames", "--frames"},                {"warmup", "--warmup"}};
+  const auto found = renamed.find(option);
+  if (found != renamed.end()) return found->second;
+  std::string flag = "--" + option;
+  std::replace(flag.begin(), flag.end(), '_', '-');
+  return flag;
+}
+
+}  // namespace segnet::cli

@@ -1,0 +1,70 @@
+#pragma once
+// What the subcommands share: how options are declared and read, and how errors are printed.
+#include <segnet/choices.h>
+#include <segnet/data.h>
+#include <segnet/segmenter.h>
+
+#include <CLI/CLI.hpp>
+#include <torch/types.h>
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+
+namespace segnet::cli {
+
+// A subcommand: its parser, and what it does once parsed.
+struct Command {
+  CLI::App* app;
+  std::function<void()> run;
+};
+
+Command add_train(CLI::App& app);
+Command add_eval(CLI::App& app);
+Command add_predict(CLI::App& app);
+Command add_pseudo_label(CLI::App& app);
+Command add_bench(CLI::App& app);
+Command add_synth(CLI::App& app);
+
+// An option whose value is one of a choice's names; sets `target` once parsed.
+template <class E>
+CLI::Option* add_choice(CLI::App* cmd, const std::string& flag, E& target, const std::string& help) {
+  std::vector<std::string> names;
+  for (const auto& [value, name] : ChoiceNames<E>::all()) names.push_back(name);
+  return cmd
+      ->add_option_function<std::string>(flag, [&target](const std::string& name) { target = *choice_from_name<E>(name); },
+                                         help + ": " + choice_list<E>())
+      ->check(CLI::IsMember(names))
+      ->default_str(to_string(target));
+}
+template <class E>
+CLI::Option* add_choice(CLI::App* cmd, const std::string& flag, std::optional<E>& target, const std::string& help) {
+  std::vector<std::string> names;
+  for (const auto& [value, name] : ChoiceNames<E>::all()) names.push_back(name);
+  return cmd
+      ->add_option_function<std::string>(flag, [&target](const std::string& name) { target = choice_from_name<E>(name); },
+                                         help + ": " + choice_list<E>())
+      ->check(CLI::IsMember(names));
+}
+
+// Options every compute command takes.
+struct Compute {
+  int threads = 0;
+  std::string device = "cpu";
+  Precision precision = Precision::Float32;
+  void add_to(CLI::App* cmd);
+  // Sets the thread count and returns the device.
+  torch::Device setup() const;
+};
+
+// --mc-samples and --threshold, for the commands that segment.
+void add_inference_options(CLI::App* cmd, SegmenterOptions& options);
+
+// "HxW" (e.g. "360x480") for `flag`; anything else is an Error naming the flag.
+Size2 parse_size(const std::string& flag, const std::string& text);
+
+// The flag that sets a library option (OptionError::option), e.g. "pseudo.threshold" -> "--pseudo-threshold".
+std::string flag_for(const std::string& option);
+
+}  // namespace segnet::cli

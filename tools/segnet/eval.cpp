@@ -1,0 +1,65 @@
+// segnet eval: a checkpoint's metrics on a labelled list, printed and optionally written as JSON.
+#include "cli.h"
+
+#include <segnet/evaluate.h>
+#include <segnet/files.h>
+
+#include <cstdio>
+#include <memory>
+#include <unistd.h>
+
+namespace segnet::cli {
+
+namespace {
+
+struct EvalArgs {
+  std::string checkpoint, list = "val.txt", json;
+  std::filesystem::path data;
+  Compute compute;
+  SegmenterOptions inference;
+};
+
+std::string format(const nlohmann::json& v) { return v.is_null() ? "   n/a" : std::to_string(v.get<double>()).substr(0, 6); }
+
+void print_metrics(const nlohmann::json& j) {
+  std::printf("global accuracy  %s\nclass avg acc    %s\nmIoU             %s\n", format(j["global_acc"]).c_str(),
+              format(j["class_avg_acc"]).c_str(), format(j["miou"]).c_str());
+  std::printf("%-20s %8s %8s\n", "class", "IoU", "acc");
+  for (const auto& c : j["per_class"])
+    std::printf("%-20s %8s %8s\n", c["name"].get<std::string>().c_str(), format(c["iou"]).c_str(), format(c["acc"]).c_str());
+}
+
+void print_binary_metrics(const nlohmann::json& j) {
+  for (const char* key : {"iou", "dice", "precision", "recall", "pixel_acc"}) std::printf("%-16s %s\n", key, format(j[key]).c_str());
+}
+
+void run_eval(EvalArgs& a) {
+  a.inference.precision = a.compute.precision;
+  Segmenter segmenter = Segmenter::from_checkpoint(a.checkpoint, a.compute.setup(), a.inference);
+  const auto samples = find_samples(a.data, a.list);
+  const bool terminal = ::isatty(2);
+  const auto matrix = evaluate(segmenter, samples, segmenter.info().label_spec(), [&](size_t done, size_t total) {
+    if (terminal) std::fprintf(stderr, "\r\033[Kevaluating %zu/%zu", done, total);
+  });
+  if (terminal) std::fprintf(stderr, "\r\033[K");
+  const bool binary = segmenter.info().binary();
+  const auto j = binary ? binary_metrics_json(matrix) : metrics_json(matrix, segmenter.info().classes);
+  binary ? print_binary_metrics(j) : print_metrics(j);
+  if (!a.json.empty()) write_text(a.json, j.dump(2) + "\n");
+}
+
+}  // namespace
+
+Command add_eval(CLI::App& app) {
+  auto a = std::make_shared<EvalArgs>();
+  auto* cmd = app.add_subcommand("eval", "score a checkpoint on a labelled list");
+  cmd->add_option("--checkpoint", a->checkpoint)->required();
+  cmd->add_option("--data", a->data, "dataset directory")->required();
+  cmd->add_option("--list", a->list, "list file in --data")->capture_default_str();
+  cmd->add_option("--json", a->json, "write metrics and confusion matrix here");
+  a->compute.add_to(cmd);
+  add_inference_options(cmd, a->inference);
+  return {cmd, [a] { run_eval(*a); }};
+}
+
+}  // namespace segnet::cli

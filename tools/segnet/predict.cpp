@@ -1,0 +1,99 @@
+// segnet predict: images (files or folders), video files and cameras in; PNGs and overlay videos out.
+#include "cli.h"
+#include "progress.h"
+
+#include <segnet/error.h>
+#include <segnet/predict.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <memory>
+
+namespace segnet::cli {
+
+namespace {
+
+struct PredictArgs {
+  std::string checkpoint;
+  std::filesystem::path out;
+  std::vector<std::filesystem::path> inputs;
+  std::optional<int> camera;
+  int64_t batch = 1;
+  int64_t frames = 0;
+  bool masks = false;
+  Compute compute;
+  SegmenterOptions inference;
+};
+
+std::atomic<bool> interrupted{false};
+
+// A video file by its extension, or an image sequence such as frames/%04d.png.
+bool is_video(const std::filesystem::path& file) {
+  if (file.string().find('%') != std::string::npos) return true;
+  std::string ext = file.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
+  for (const char* video : {".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv"})
+    if (ext == video) return true;
+  return false;
+}
+
+// Segments one video or camera into OUT/NAME_overlay.avi (and OUT/NAME_masks/ with --masks).
+void run_video(Segmenter& segmenter, const PredictArgs& a, const VideoInput& input, const std::string& name) {
+  const VideoOutputs outputs{a.out / (name + "_overlay.avi"), a.masks ? a.out / (name + "_masks") : std::filesystem::path()};
+  Progress progress("frame", 0, true);
+  const InferenceReport r = predict_video(segmenter, input, outputs, a.batch, [&](int64_t done, int64_t total) {
+    if (done == 1) progress = Progress("segmenting " + name + ": frame", total, true);
+    progress.update(done, "");
+    return !interrupted;
+  });
+  progress.finish();
+  std::printf("%s: %lld frames in %.1f s, %.2f frames/s; overlay video %s%s%s\n", name.c_str(),
+              static_cast<long long>(r.items), r.seconds, r.per_second(), outputs.video.c_str(),
+              a.masks ? ", masks in " : "", a.masks ? outputs.masks_folder.c_str() : "");
+}
+
+void run_predict(PredictArgs& a) {
+  a.inference.precision = a.compute.precision;
+  if (a.inputs.empty() && !a.camera) throw Error("predict: give image or video files, folders, or --camera K");
+  Segmenter segmenter = Segmenter::from_checkpoint(a.checkpoint, a.compute.setup(), a.inference);
+  std::signal(SIGINT, [](int) { interrupted = true; });  // a camera runs until Ctrl-C; the video is closed properly
+  std::vector<std::filesystem::path> images;
+  for (const auto& input : a.inputs) {
+    // Outputs are named after the video, or after the folder of an image sequence.
+    const std::string name = (input.string().find('%') != std::string::npos ? input.parent_path().filename() : input.stem()).string();
+    if (is_video(input)) run_video(segmenter, a, {input.string(), std::nullopt, a.frames}, name);
+    else images.push_back(input);
+  }
+  if (a.camera) run_video(segmenter, a, {"", a.camera, a.frames}, "camera" + std::to_string(*a.camera));
+  if (images.empty()) return;
+  const auto files = list_images(images);
+  Progress progress("segmented", static_cast<int64_t>(files.size()), true);
+  const InferenceReport r = predict_images(segmenter, files, {a.out}, a.batch, [&](int64_t done, int64_t) {
+    progress.update(done, "");
+    return !interrupted;
+  });
+  progress.finish();
+  std::printf("segmented %lld images in %.1f s (%.2f images/s, batch %lld); results in %s\n",
+              static_cast<long long>(r.items), r.seconds, r.per_second(), static_cast<long long>(a.batch), a.out.c_str());
+}
+
+}  // namespace
+
+Command add_predict(CLI::App& app) {
+  auto a = std::make_shared<PredictArgs>();
+  auto* cmd = app.add_subcommand(
+      "predict", "segment images (ids, colours, overlays as PNG) and videos or a camera (overlay video)");
+  cmd->add_option("--checkpoint", a->checkpoint)->required();
+  cmd->add_option("--out", a->out, "output folder")->required();
+  cmd->add_option("inputs", a->inputs, "image files, folders of images, video files");
+  cmd->add_option("--camera", a->camera, "also segment camera K (until Ctrl-C or --frames)");
+  cmd->add_option("--batch", a->batch, "images or frames per forward pass")->capture_default_str();
+  cmd->add_option("--frames", a->frames, "videos and cameras: stop after this many frames (0 = all)")->capture_default_str();
+  cmd->add_flag("--masks", a->masks, "videos and cameras: also write each frame's class ids as PNG");
+  a->compute.add_to(cmd);
+  add_inference_options(cmd, a->inference);
+  return {cmd, [a] { run_predict(*a); }};
+}
+
+}  // namespace segnet::cli

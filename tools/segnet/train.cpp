@@ -1,0 +1,96 @@
+// segnet train: a model from a labelled dataset, with a progress line per step and a summary per epoch.
+#include "cli.h"
+#include "progress.h"
+
+#include <segnet/metrics.h>
+#include <segnet/train.h>
+
+#include <cstdio>
+#include <iomanip>
+#include <memory>
+#include <sstream>
+
+namespace segnet::cli {
+
+namespace {
+
+struct TrainArgs {
+  TrainOptions options;
+  Compute compute;
+  std::string size = "360x480";
+  std::string class_weights = "median";
+};
+
+void run_train(TrainArgs& a) {
+  TrainOptions& o = a.options;
+  o.device = a.compute.setup();
+  o.precision = a.compute.precision;
+  o.size = parse_size("--size", a.size);
+  if (a.class_weights == "median") o.class_weights = ClassWeights::median_frequency();
+  else if (a.class_weights == "none") o.class_weights = ClassWeights::uniform();
+  else o.class_weights = ClassWeights::of(read_class_weights(a.class_weights));
+
+  std::unique_ptr<Progress> progress;
+  TrainCallbacks callbacks;
+  callbacks.checking_data = [](size_t images) { std::fprintf(stderr, "checking %zu images\n", images); };
+  callbacks.step = [&](const StepReport& s) {
+    if (s.step == 1)
+      progress = std::make_unique<Progress>(
+          "epoch " + std::to_string(s.epoch) + "/" + std::to_string(s.epochs) + " batch", s.steps, true);
+    std::ostringstream status;
+    status << std::fixed << std::setprecision(4) << "loss " << s.mean_loss << std::setprecision(2) << "  "
+           << s.images_per_s << " img/s";
+    progress->update(s.step, status.str());
+  };
+  callbacks.epoch = [&](const EpochRecord& r) {
+    std::ostringstream summary;
+    summary << std::fixed << std::setprecision(4) << "epoch " << r.epoch << "/" << o.epochs << "  loss " << r.train_loss
+            << "  val G " << r.global_acc << "  C " << r.class_avg_acc << "  mIoU " << r.miou << std::setprecision(2)
+            << "  " << r.images_per_s << " img/s  " << std::setprecision(1) << r.seconds << " s";
+    if (progress) progress->finish(summary.str());
+  };
+  const auto records = train(o, callbacks);
+  if (records.empty())
+    std::printf("%s already trained to %lld epochs\n", o.out.c_str(), static_cast<long long>(o.epochs));
+  else
+    std::printf("trained %s to epoch %lld; last val mIoU %.4f; run in %s\n", to_string(o.model).c_str(),
+                static_cast<long long>(records.back().epoch), records.back().miou, o.out.c_str());
+}
+
+}  // namespace
+
+Command add_train(CLI::App& app) {
+  auto a = std::make_shared<TrainArgs>();
+  TrainOptions& t = a->options;
+  auto* cmd = app.add_subcommand("train", "train a model on a labelled dataset");
+  cmd->add_option("--data", t.data, "dataset directory (list files, or images/ and masks/)")->required();
+  cmd->add_option("--train-list", t.train_list, "training list, relative to --data")->capture_default_str();
+  cmd->add_option("--val-list", t.val_list, "validation list (skipped if absent)")->capture_default_str();
+  add_choice(cmd, "--model", t.model, "network");
+  add_choice(cmd, "--decoder", t.upsampling, "how the decoder upsamples");
+  cmd->add_option("--dilation", t.dilation, "dilation of each encoder stage, e.g. 1,1,1,2,4")->delimiter(',');
+  add_choice(cmd, "--task", t.task, "multiclass ids, or binary 0/255 masks");
+  add_choice(cmd, "--loss", t.loss, "default ce (multiclass), bce (binary)");
+  cmd->add_option("--size", a->size, "training size HxW")->capture_default_str();
+  cmd->add_option("--epochs", t.epochs)->capture_default_str();
+  cmd->add_option("--batch", t.batch, "images per optimizer step")->capture_default_str();
+  add_choice(cmd, "--optimizer", t.optimizer, "sgd (momentum 0.9) or adam");
+  cmd->add_option("--lr", t.lr, "learning rate (default 0.01 sgd, 0.001 adam)");
+  add_choice(cmd, "--lr-schedule", t.lr_schedule, "poly decays to 0 over --epochs");
+  cmd->add_option("--weight-decay", t.weight_decay)->capture_default_str();
+  cmd->add_option("--class-weights", a->class_weights, "median | none | FILE of weights")->capture_default_str();
+  cmd->add_option("--num-classes", t.num_classes, "needed when the dataset has no classes.csv");
+  cmd->add_option("--void-label", t.void_label, "label value to ignore (default: classes and 255)");
+  cmd->add_option("--unlabeled", t.pseudo.unlabeled, "folder or list of unlabelled images: pseudo-label training");
+  cmd->add_option("--pseudo-weight", t.pseudo.weight, "lambda of the pseudo-label loss")->capture_default_str();
+  cmd->add_option("--pseudo-threshold", t.pseudo.threshold, "tau: confidence a pseudo-label needs")->capture_default_str();
+  cmd->add_option("--pseudo-rampup", t.pseudo.rampup_epochs, "epochs over which lambda ramps up")->capture_default_str();
+  cmd->add_option("--ema-decay", t.pseudo.ema_decay, "teacher's exponential moving average")->capture_default_str();
+  cmd->add_option("--out", t.out, "run directory")->required();
+  cmd->add_flag("--resume", t.resume, "continue the run in --out from last.pt");
+  cmd->add_option("--seed", t.seed)->capture_default_str();
+  a->compute.add_to(cmd);
+  return {cmd, [a] { run_train(*a); }};
+}
+
+}  // namespace segnet::cli
