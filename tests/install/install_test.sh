@@ -3,10 +3,10 @@
 # examples/segment_video out of tree against that prefix alone, trains a small model with the
 # installed program and runs both examples on it. Any step that fails or hangs fails the test with
 # a line saying which step.
-# Usage: install_test.sh CMAKE BUILD_DIR EXAMPLES_DIR CXX_COMPILER
+# Usage: install_test.sh CMAKE BUILD_DIR EXAMPLES_DIR CXX_COMPILER GENERATOR
 set -euo pipefail
-[ $# -eq 4 ] || { echo "usage: $0 CMAKE BUILD_DIR EXAMPLES_DIR CXX_COMPILER" >&2; exit 2; }
-cmake=$1 build=$(cd "$2" && pwd) examples=$(cd "$3" && pwd) cxx=$4
+[ $# -eq 5 ] || { echo "usage: $0 CMAKE BUILD_DIR EXAMPLES_DIR CXX_COMPILER GENERATOR" >&2; exit 2; }
+cmake=$1 build=$(cd "$2" && pwd) examples=$(cd "$3" && pwd) cxx=$4 generator=$5
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/segnet-install-test.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
@@ -59,7 +59,7 @@ fi
 # 2. Build the examples as a user would: their own build folders, only the prefix to find segnet in.
 for example in segment_image segment_video; do
   step 300 "configure $example against the prefix" "$cmake" -S "$examples/$example" -B "$tmp/build-$example" \
-    -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_PREFIX_PATH="$prefix" \
+    -G "$generator" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_PREFIX_PATH="$prefix" \
     -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF
   found=$(sed -n 's/^segnet_DIR:PATH=//p' "$tmp/build-$example/CMakeCache.txt")
   [ "$found" = "$package" ] || fail "$example found segnet in '$found', not in the prefix ($package)"
@@ -76,7 +76,12 @@ for i in 0 1; do
   example=$([ $i -eq 0 ] && echo segment_image || echo segment_video)
   rc=0
   wait "${pids[$i]}" || rc=$?
-  ((rc == 0)) || { cat "$tmp/build-$example.log"; fail "build $example against the prefix: exit status $rc"; }
+  if ((rc != 0)); then
+    kill "${pids[@]}" 2>/dev/null || true
+    cat "$tmp/build-$example.log"
+    ((rc != 124 && rc != 137)) || fail "build $example against the prefix: still running after 600 s, stopped"
+    fail "build $example against the prefix: exit status $rc"
+  fi
 done
 echo "   ($((SECONDS - start)) s)"
 
