@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <fstream>
 #include <random>
 #include <unistd.h>
@@ -56,6 +57,17 @@ TEST(Checkpoint, RoundTripGivesBitIdenticalPredictions) {
   Segmenter original(info, model, torch::kCPU), loaded(ck.info, ck.model, torch::kCPU);
   const cv::Mat image = random_image(29, 41);
   EXPECT_TRUE(torch::equal(original.probabilities(image), loaded.probabilities(image)));
+}
+
+// A run without validation has no best mIoU: NaN, which JSON stores as null.
+TEST(Checkpoint, RunWithoutValidationLoads) {
+  TempDir dir;
+  const auto info = make_info(Model::SegNetBasic, 3);
+  SegNet model(info.options());
+  TrainState state;
+  state.best_miou = std::nan("");
+  save_checkpoint(dir.path / "m.pt", info, model, nullptr, state);
+  EXPECT_TRUE(std::isnan(load_checkpoint(dir.path / "m.pt").state.best_miou));
 }
 
 TEST(Checkpoint, TruncatedFileIsAnErrorNamingIt) {

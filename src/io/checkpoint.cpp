@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 #include <zlib.h>
 
+#include <cmath>
 #include <cstring>
 #include <fstream>
 
@@ -84,7 +85,8 @@ void from_json(const nlohmann::json& j, ModelInfo& info, TrainState& state) {
   info.norm.std = j.at("std");
   info.class_weights = j.at("class_weights").get<std::vector<float>>();
   state.epoch = j.at("epoch");
-  state.best_miou = j.at("best_miou");
+  // NaN (a run without validation) is written as null.
+  state.best_miou = j.at("best_miou").is_null() ? std::nan("") : j.at("best_miou").get<double>();
   state.best_epoch = j.at("best_epoch");
   if (!j.at("optimizer").get<std::string>().empty()) state.optimizer = choice<Optimizer>(j, "optimizer");
 }

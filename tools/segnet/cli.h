@@ -27,14 +27,14 @@ Command add_pseudo_label(CLI::App& app);
 Command add_bench(CLI::App& app);
 Command add_synth(CLI::App& app);
 
-// An option whose value is one of a choice's names; sets `target` once parsed.
+// An option whose value is one of a choice's names (--help lists them); sets `target` once parsed.
 template <class E>
 CLI::Option* add_choice(CLI::App* cmd, const std::string& flag, E& target, const std::string& help) {
   std::vector<std::string> names;
   for (const auto& [value, name] : ChoiceNames<E>::all()) names.push_back(name);
   return cmd
       ->add_option_function<std::string>(flag, [&target](const std::string& name) { target = *choice_from_name<E>(name); },
-                                         help + ": " + choice_list<E>())
+                                         help)
       ->check(CLI::IsMember(names))
       ->default_str(to_string(target));
 }
@@ -44,7 +44,7 @@ CLI::Option* add_choice(CLI::App* cmd, const std::string& flag, std::optional<E>
   for (const auto& [value, name] : ChoiceNames<E>::all()) names.push_back(name);
   return cmd
       ->add_option_function<std::string>(flag, [&target](const std::string& name) { target = choice_from_name<E>(name); },
-                                         help + ": " + choice_list<E>())
+                                         help)
       ->check(CLI::IsMember(names));
 }
 

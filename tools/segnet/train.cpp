@@ -69,12 +69,12 @@ Command add_train(CLI::App& app) {
   add_choice(cmd, "--model", t.model, "network");
   add_choice(cmd, "--decoder", t.upsampling, "how the decoder upsamples");
   cmd->add_option("--dilation", t.dilation, "dilation of each encoder stage, e.g. 1,1,1,2,4")->delimiter(',');
-  add_choice(cmd, "--task", t.task, "multiclass ids, or binary 0/255 masks");
-  add_choice(cmd, "--loss", t.loss, "default ce (multiclass), bce (binary)");
+  add_choice(cmd, "--task", t.task, "labels are class ids, or binary 0/255 (or 0/1) masks");
+  add_choice(cmd, "--loss", t.loss, "default ce (multiclass), bce (binary); binary: bce, dice, bce+dice");
   cmd->add_option("--size", a->size, "training size HxW")->capture_default_str();
   cmd->add_option("--epochs", t.epochs)->capture_default_str();
   cmd->add_option("--batch", t.batch, "images per optimizer step")->capture_default_str();
-  add_choice(cmd, "--optimizer", t.optimizer, "sgd (momentum 0.9) or adam");
+  add_choice(cmd, "--optimizer", t.optimizer, "sgd has momentum 0.9");
   cmd->add_option("--lr", t.lr, "learning rate (default 0.01 sgd, 0.001 adam)");
   add_choice(cmd, "--lr-schedule", t.lr_schedule, "poly decays to 0 over --epochs");
   cmd->add_option("--weight-decay", t.weight_decay)->capture_default_str();
