@@ -1,5 +1,6 @@
 // Runs the real `segnet` binary: exit statuses, files written and the one-line errors on stderr.
 #include <segnet/data.h>
+#include <segnet/files.h>
 
 #include "temp_dir.h"
 
@@ -544,4 +545,34 @@ TEST(Cli, MalformedOrImpossibleSizesAreRefusedNamingThem) {
     EXPECT_TRUE(contains(r.err, text)) << r.err;
   }
   EXPECT_FALSE(fs::exists(dir.path / "d"));
+}
+
+TEST_F(CliRun, ExportWritesAnOnnxModelAndSaysWhatItIs) {
+  const fs::path onnx = dir_.path / "model.onnx";
+  const Result r = segnet_cli("export --checkpoint " + quote(run_ / "best.pt") + " --out " + quote(onnx) +
+                                  " --output labels --dynamic-size",
+                              dir_.path);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "opset 13")) << r.out;
+  EXPECT_GT(fs::file_size(onnx), 1000u);
+  EXPECT_FALSE(fs::exists(temporary_path_for(onnx)));
+}
+
+TEST_F(CliRun, ExportRejectsBadInputsWithOneLineAndWritesNothing) {
+  const fs::path png = dir_.path / "picture.png", onnx = dir_.path / "model.onnx";
+  ASSERT_TRUE(cv::imwrite(png.string(), cv::Mat(8, 8, CV_8UC3, cv::Scalar(1, 2, 3))));
+  const std::string ck = " --checkpoint " + quote(run_ / "best.pt");
+  EXPECT_TRUE(FailsWithErrorNaming(segnet_cli("export --checkpoint " + quote(png) + " --out " + quote(onnx), dir_.path),
+                                   png.string()));
+  const fs::path in_missing = dir_.path / "no_such_folder" / "model.onnx";
+  EXPECT_TRUE(FailsWithErrorNaming(segnet_cli("export" + ck + " --out " + quote(in_missing), dir_.path),
+                                   in_missing.string()));
+  EXPECT_FALSE(fs::exists(in_missing.parent_path()));
+  EXPECT_TRUE(FailsWithErrorNaming(segnet_cli("export" + ck + " --out " + quote(dir_.path), dir_.path),
+                                   dir_.path.string()));
+  EXPECT_TRUE(FailsWithErrorNaming(segnet_cli("export" + ck + " --out " + quote(onnx) + " --output scores", dir_.path),
+                                   "--output"));
+  EXPECT_FALSE(fs::exists(onnx));
+  for (const auto& entry : fs::directory_iterator(dir_.path))
+    EXPECT_NE(entry.path().extension(), ".onnx") << entry.path();
 }

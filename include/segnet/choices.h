@@ -30,6 +30,12 @@ enum class LrSchedule { Poly, Constant };
 // fp32, or bf16 compute with fp32 weights (training) / bf16 weights (inference).
 enum class Precision { Float32, BFloat16 };
 
+// What an exported ONNX model outputs: class logits, class probabilities, or each pixel's class id.
+enum class ExportOutput { Logits, Probabilities, Labels };
+
+// The element type of exported class ids.
+enum class LabelType { UInt8, Int64 };
+
 // Each choice's names, in the order of the enum. The first name is the one written.
 template <class E>
 struct ChoiceNames;
@@ -74,6 +80,17 @@ struct ChoiceNames<Precision> {
   static std::vector<std::pair<Precision, std::string>> all() {
     return {{Precision::Float32, "fp32"}, {Precision::BFloat16, "bf16"}};
   }
+};
+
+template <>
+struct ChoiceNames<ExportOutput> {
+  static std::vector<std::pair<ExportOutput, std::string>> all() {
+    return {{ExportOutput::Logits, "logits"}, {ExportOutput::Probabilities, "probabilities"}, {ExportOutput::Labels, "labels"}};
+  }
+};
+template <>
+struct ChoiceNames<LabelType> {
+  static std::vector<std::pair<LabelType, std::string>> all() { return {{LabelType::UInt8, "uint8"}, {LabelType::Int64, "int64"}}; }
 };
 
 template <class E>
