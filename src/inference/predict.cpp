@@ -6,6 +6,7 @@
 #include <segnet/image.h>
 #include <segnet/metrics.h>
 
+#include "common/clock.h"
 #include "common/prefetch.h"
 
 #include <torch/torch.h>
@@ -28,10 +29,6 @@ struct Prepared {
   cv::Mat rgb;
   torch::Tensor input;
 };
-
-double seconds_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
 
 }  // namespace
 

@@ -3,6 +3,7 @@
 #include <segnet/image.h>
 #include <segnet/predict.h>
 
+#include "common/clock.h"
 #include "common/prefetch.h"
 
 #include <opencv2/imgproc.hpp>
@@ -106,7 +107,7 @@ InferenceReport predict_video(Segmenter& segmenter, const VideoInput& input, con
     if (report.items == 0) throw Error(source, "holds no frames");
     writer.release();
   });
-  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  report.seconds = seconds_since(start);
   return report;
 }
 

@@ -5,6 +5,7 @@
 #include <segnet/runtime.h>
 #include <segnet/train.h>
 
+#include "common/clock.h"
 #include "data/loader.h"
 #include "train/losses.h"
 #include "train/run_directory.h"
@@ -20,10 +21,6 @@
 namespace segnet {
 
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
 
 std::vector<ClassInfo> dataset_classes(const TrainOptions& o) {
   const fs::path csv = o.data / "classes.csv";

@@ -49,7 +49,7 @@ void run_video(Segmenter& segmenter, const PredictArgs& a, const VideoInput& inp
   });
   progress.finish();
   std::printf("%s: %lld frames in %.1f s, %.2f frames/s; overlay video %s%s%s\n", name.c_str(),
-              static_cast<long long>(r.items), r.seconds, r.per_second(), outputs.video.c_str(),
+              static_cast<long long>(r.items), r.items == 1 ? "" : "s", r.seconds, r.per_second(), outputs.video.c_str(),
               a.masks ? ", masks in " : "", a.masks ? outputs.masks_folder.c_str() : "");
 }
 
@@ -74,8 +74,8 @@ void run_predict(PredictArgs& a) {
     return !interrupted;
   });
   progress.finish();
-  std::printf("segmented %lld images in %.1f s (%.2f images/s, batch %lld); results in %s\n",
-              static_cast<long long>(r.items), r.seconds, r.per_second(), static_cast<long long>(a.batch), a.out.c_str());
+  std::printf("segmented %lld image%s in %.1f s (%.2f images/s, batch %lld); results in %s\n",
+              static_cast<long long>(r.items), r.items == 1 ? "" : "s", r.seconds, r.per_second(), static_cast<long long>(a.batch), a.out.c_str());
 }
 
 }  // namespace
