@@ -238,15 +238,73 @@ TEST_F(CliRun, TrainIntoExistingRunWithoutResumeFailsAndLeavesItUntouched) {
   EXPECT_EQ(slurp(run_ / "metrics.csv"), metrics);
 }
 
-TEST_F(CliRun, ResumeWithAnotherModelFailsNamingLastCheckpoint) {
+// The run's config.json says what it was: a resume with another model names the flag and both values.
+TEST_F(CliRun, ResumeWithAnotherModelFailsNamingTheFlagAndTheRunsModel) {
   const std::string last = slurp(run_ / "last.pt"), metrics = slurp(run_ / "metrics.csv");
   const Result r = segnet_cli("train --data " + quote(data_) +
                                   " --model segnet --size 24x32 --epochs 2 --batch 2 --resume --out " + quote(run_),
                               dir_.path);
-  EXPECT_TRUE(FailsWithErrorNaming(r, (run_ / "last.pt").string()));
+  EXPECT_TRUE(FailsWithErrorNaming(r, "--model"));
   EXPECT_TRUE(contains(r.err, "segnet-basic")) << r.err;
+  EXPECT_TRUE(contains(r.err, (run_ / "config.json").string())) << r.err;
   EXPECT_TRUE(slurp(run_ / "last.pt") == last) << "last.pt changed";
   EXPECT_EQ(slurp(run_ / "metrics.csv"), metrics);
+}
+
+// --resume needs only the run folder: the options come from its config.json. --config starts a new run
+// from a saved one's options, command-line flags winning.
+TEST_F(CliRun, ResumeAndConfigTakeTheOptionsOfASavedRun) {
+  Result r = segnet_cli("train --resume --out " + quote(run_), dir_.path);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "already trained to 1 epochs")) << r.out;
+  r = segnet_cli("train --resume --lr 0.5 --out " + quote(run_), dir_.path);
+  EXPECT_TRUE(FailsWithErrorNaming(r, "--lr"));
+  EXPECT_TRUE(contains(r.err, "0.5")) << r.err;
+  r = segnet_cli("train --config " + quote(run_ / "config.json") + " --seed 5 --out " + quote(dir_.path / "again"), dir_.path);
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::ifstream in(dir_.path / "again" / "config.json");
+  const auto again = nlohmann::json::parse(in).at("options");
+  std::ifstream first_in(run_ / "config.json");
+  auto first = nlohmann::json::parse(first_in).at("options");
+  EXPECT_EQ(again.at("seed"), 5);
+  first["seed"] = 5;
+  EXPECT_EQ(again, first);
+}
+
+TEST(Cli, VersionNamesTheReleaseAndTheCommit) {
+  TempDir dir;
+  const Result r = segnet_cli("--version", dir.path);
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("segnet 0.", 0), 0u) << r.out;
+  EXPECT_TRUE(contains(r.out, "(commit ")) << r.out;
+}
+
+// Silent pitfalls made loud: a misspelled validation list, eval of a folder layout without a list
+// (which scores every image, training ones included), synth over an existing dataset.
+TEST_F(CliRun, MistakesThatUsedToPassSilentlyAreNamed) {
+  Result r = segnet_cli("train --data " + quote(data_) + " --val-list vall.txt --model segnet-basic --size 24x32 --out " +
+                            quote(dir_.path / "run"),
+                        dir_.path);
+  EXPECT_TRUE(FailsWithErrorNaming(r, "--val-list"));
+  EXPECT_TRUE(contains(r.err, "vall.txt")) << r.err;
+  EXPECT_FALSE(fs::exists(dir_.path / "run"));
+
+  const fs::path folders = dir_.path / "folders";
+  for (const auto& s : read_list(data_, data_ / "val.txt")) {
+    fs::create_directories(folders / "images"), fs::create_directories(folders / "masks");
+    fs::copy(s.image, folders / "images" / s.image.filename());
+    fs::copy(s.label, folders / "masks" / s.image.filename());
+  }
+  r = segnet_cli("eval --checkpoint " + quote(run_ / "last.pt") + " --data " + quote(folders), dir_.path);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "scoring all")) << r.out;
+  r = segnet_cli("eval --checkpoint " + quote(run_ / "last.pt") + " --data " + quote(folders) + " --list test.txt", dir_.path);
+  EXPECT_TRUE(FailsWithErrorNaming(r, "--list"));
+
+  const std::string classes = slurp(data_ / "classes.csv");
+  r = segnet_cli("synth --out " + quote(data_) + " --count 4", dir_.path);
+  EXPECT_TRUE(FailsWithErrorNaming(r, data_.string()));
+  EXPECT_EQ(slurp(data_ / "classes.csv"), classes);
 }
 
 TEST_F(CliRun, PredictRejectsMissingInputNamingIt) {

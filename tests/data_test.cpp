@@ -2,6 +2,7 @@
 #include <segnet/error.h>
 
 #include "data/loader.h"
+#include "palette_png.h"
 #include "temp_dir.h"
 
 #include <gtest/gtest.h>
@@ -18,6 +19,7 @@
 using namespace segnet;
 namespace fs = std::filesystem;
 using segnet::test::TempDir;
+using segnet::test::write_palette_png;
 
 namespace {
 
@@ -302,6 +304,78 @@ TEST(ReadLabel, RejectsColourMaskNamingIt) {
   const std::string message =
       error_of([&] { read_label(dir.path / "colour.png", make_label_spec(3, std::nullopt)); });
   EXPECT_TRUE(contains(message, (dir.path / "colour.png").string())) << message;
+}
+
+// VOC's SegmentationClass masks: the indices are the classes (255 the void border), whatever the colours.
+TEST(ReadLabel, ReadsPaletteIndicesNotTheirColours) {
+  TempDir dir;
+  std::vector<Rgb> palette(256, Rgb{0, 0, 0});
+  palette[1] = {128, 0, 0}, palette[2] = {0, 128, 0}, palette[255] = {224, 224, 192};
+  const cv::Mat indices = grey(2, 3, {0, 1, 2, 255, 1, 0});
+  write_palette_png(dir.path / "voc.png", indices, palette);
+  ASSERT_EQ(cv::imread((dir.path / "voc.png").string(), cv::IMREAD_UNCHANGED).channels(), 3);  // OpenCV: colours
+  const cv::Mat label = read_label(dir.path / "voc.png", make_label_spec(21, std::nullopt));
+  EXPECT_EQ(cv::countNonZero(label != indices), 0);
+  // An index that is no class is reported like any stored value.
+  write_palette_png(dir.path / "bad.png", grey(1, 2, {0, 30}), palette);
+  const std::string message = error_of([&] { read_label(dir.path / "bad.png", make_label_spec(21, std::nullopt)); });
+  EXPECT_TRUE(contains(message, "label value 30")) << message;
+}
+
+TEST(ReadLabel, MapsClassColoursAndNamesAnUnknownColourWithItsPixel) {
+  TempDir dir;
+  LabelSpec spec = make_label_spec(2, std::nullopt);
+  spec.format = LabelFormat::Color;
+  spec.class_colors = {{128, 64, 128}, {0, 0, 142}};
+  spec.void_colors = {{0, 0, 0}};
+  cv::Mat rgb(2, 3, CV_8UC3, cv::Scalar(128, 64, 128));
+  rgb.at<cv::Vec3b>(0, 1) = {0, 0, 142};
+  rgb.at<cv::Vec3b>(1, 2) = {0, 0, 0};
+  cv::Mat bgr;
+  cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
+  write_image(dir.path / "c.png", bgr);
+  EXPECT_EQ(cv::countNonZero(read_label(dir.path / "c.png", spec) != grey(2, 3, {0, 1, 0, 0, 0, 255})), 0);
+  bgr.at<cv::Vec3b>(1, 0) = {3, 2, 1};  // RGB (1, 2, 3)
+  write_image(dir.path / "odd.png", bgr);
+  const std::string message = error_of([&] { read_label(dir.path / "odd.png", spec); });
+  EXPECT_TRUE(contains(message, (dir.path / "odd.png").string())) << message;
+  EXPECT_TRUE(contains(message, "(1, 2, 3)")) << message;
+  EXPECT_TRUE(contains(message, "x 0, y 1")) << message;
+}
+
+// Cityscapes-style: stored labelIds become train ids through the map, unlisted values are errors.
+TEST(ReadLabel, LabelMapTranslatesStoredValuesAndRejectsUnlistedOnes) {
+  TempDir dir;
+  std::ofstream(dir.path / "map.txt") << "# labelId trainId\n0 void\n7 0\n26 1  # car\n\n";
+  LabelSpec spec = make_label_spec(2, std::nullopt);
+  spec.value_map = read_label_map(dir.path / "map.txt", 2);
+  write_image(dir.path / "l.png", grey(1, 4, {7, 26, 0, 7}));
+  EXPECT_EQ(cv::countNonZero(read_label(dir.path / "l.png", spec) != grey(1, 4, {0, 1, 255, 0})), 0);
+  EXPECT_EQ(spec.stored_void(), 0);
+  write_image(dir.path / "other.png", grey(1, 2, {7, 1}));  // 1 is a class id, but not in the map
+  const std::string message = error_of([&] { read_label(dir.path / "other.png", spec); });
+  EXPECT_TRUE(contains(message, "label value 1")) << message;
+  EXPECT_TRUE(contains(message, "label map")) << message;
+}
+
+TEST(ReadLabelMap, NamesTheFileAndLineOfABadEntry) {
+  TempDir dir;
+  for (const std::string bad : {"7 0\n8 x\n", "7 0\n8 5\n", "7 0\n7 1\n", "7 0\n-3 1\n", "7\n"}) {
+    std::ofstream(dir.path / "map.txt") << bad;
+    const std::string message = error_of([&] { read_label_map(dir.path / "map.txt", 2); });
+    EXPECT_TRUE(contains(message, (dir.path / "map.txt").string())) << message;
+    EXPECT_TRUE(contains(message, bad == "7\n" ? "line 1" : "line 2")) << bad << ": " << message;
+  }
+}
+
+// ADE20K-style: 0 is void and class k is stored as k + 1 (MMSegmentation's reduce_zero_label).
+TEST(ReadLabel, VoidLabelZeroMeansClassesAreStoredFromOne) {
+  TempDir dir;
+  const LabelSpec spec = make_label_spec(3, 0);
+  write_image(dir.path / "l.png", grey(1, 5, {0, 1, 2, 3, 255}));
+  EXPECT_EQ(cv::countNonZero(read_label(dir.path / "l.png", spec) != grey(1, 5, {255, 0, 1, 2, 255})), 0);
+  write_image(dir.path / "four.png", grey(1, 1, {4}));
+  EXPECT_TRUE(contains(error_of([&] { read_label(dir.path / "four.png", spec); }), "label value 4"));
 }
 
 TEST(ReadImage, DecodesAsRgb) {

@@ -1,5 +1,6 @@
 // Inference in batches and streams, and the pieces it is made of.
 #include <segnet/checkpoint.h>
+#include <segnet/data.h>
 #include <segnet/error.h>
 #include <segnet/files.h>
 #include <segnet/image.h>
@@ -16,6 +17,8 @@
 #include <torch/torch.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <stdexcept>
 
 using namespace segnet;
@@ -156,4 +159,63 @@ TEST(PredictVideo, WritesOneFramePerInputFrameAndStopsWhenAsked) {
   EXPECT_EQ(frames_of(dir.path / "some.avi"), 5);
   EXPECT_THROW(predict_video(segmenter, {input.string()}, {dir.path / "out.gif"}, 1), Error);
   EXPECT_FALSE(fs::exists(dir.path / "out.gif"));
+}
+
+// --probabilities: each image's probabilities as .npy, whose argmax is the written class-id PNG. The
+// file is read back by numpy where /usr/bin/python3 has it (the format's own reader), else parsed here.
+TEST(PredictImages, WritesProbabilitiesAsNpyWhoseArgmaxIsTheIdsPng) {
+  TempDir dir;
+  const ModelInfo info = basic_info(4);
+  Segmenter segmenter(info, warmed_model(info, 3), torch::kCPU);
+  cv::imwrite((dir.path / "a.png").string(), noise(37, 53, 5));
+  ImageOutputs outputs{dir.path / "out"};
+  outputs.probabilities = true;
+  ASSERT_EQ(predict_images(segmenter, {dir.path / "a.png"}, outputs, 1).items, 1);
+  const fs::path npy = dir.path / "out" / "a_probabilities.npy";
+  std::ifstream in(npy, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_GT(bytes.size(), 10u);
+  ASSERT_EQ(bytes.substr(0, 8), std::string("\x93NUMPY\x01\x00", 8));
+  const size_t data_at = 10 + (uint8_t(bytes[8]) | uint8_t(bytes[9]) << 8);
+  EXPECT_EQ(data_at % 64, 0u);
+  EXPECT_NE(bytes.find("'shape': (4, 37, 53)"), std::string::npos) << bytes.substr(0, data_at);
+  ASSERT_EQ(bytes.size(), data_at + 4 * 37 * 53 * sizeof(float));
+  const auto probs = torch::from_blob(const_cast<char*>(bytes.data() + data_at), {4, 37, 53}, torch::kFloat).clone();
+  const cv::Mat ids = cv::imread((dir.path / "out" / "a.png").string(), cv::IMREAD_UNCHANGED);
+  EXPECT_EQ(cv::countNonZero(ids != label_image(probs.argmax(0))), 0);
+  EXPECT_NEAR(probs.sum(0).mean().item<double>(), 1.0, 1e-5);
+  if (std::system("/usr/bin/python3 -c 'import numpy' 2>/dev/null") != 0) {
+    std::printf("numpy not installed: .npy checked by this test's own parser only\n");
+    return;
+  }
+  const std::string check = "/usr/bin/python3 -c \"import numpy as np, sys; p = np.load(sys.argv[1]); "
+                            "sys.exit(0 if p.shape == (4, 37, 53) and p.dtype == np.float32 and abs(float(p.sum()) - " +
+                            std::to_string(probs.sum().item<double>()) + ") < 1e-2 else 1)\" " + npy.string();
+  EXPECT_EQ(std::system(check.c_str()), 0) << check;
+}
+
+// Results are named after their input's stem in one folder: an input inside that folder, or two inputs
+// with the same stem, would be overwritten; both are refused before anything is written.
+TEST(PredictImages, RefusesToOverwriteInputsOrResultsOfInputsWithTheSameName) {
+  TempDir dir;
+  const ModelInfo info = basic_info(3);
+  Segmenter segmenter(info, warmed_model(info, 4), torch::kCPU);
+  fs::create_directories(dir.path / "a"), fs::create_directories(dir.path / "b");
+  cv::imwrite((dir.path / "a" / "x.png").string(), noise(8, 8, 1));
+  cv::imwrite((dir.path / "b" / "x.jpg").string(), noise(8, 8, 2));
+  const auto before = fs::last_write_time(dir.path / "a" / "x.png");
+  try {
+    predict_images(segmenter, {dir.path / "a" / "x.png"}, {dir.path / "a" / "." / ""}, 1);
+    ADD_FAILURE() << "wrote into the input folder";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("output folder"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(fs::last_write_time(dir.path / "a" / "x.png"), before);
+  try {
+    predict_images(segmenter, {dir.path / "a" / "x.png", dir.path / "b" / "x.jpg"}, {dir.path / "out"}, 1);
+    ADD_FAILURE() << "two inputs named x";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("same name"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(dir.path / "out"));
 }

@@ -1,4 +1,6 @@
 #include <segnet/checkpoint.h>
+#include <segnet/files.h>
+#include <segnet/image.h>
 #include <segnet/error.h>
 #include <segnet/predict.h>
 #include <segnet/segmenter.h>
@@ -8,6 +10,7 @@
 #include "train/losses.h"
 #include "train/schedule.h"
 #include "train/step.h"
+#include "palette_png.h"
 #include "temp_dir.h"
 
 #include <gtest/gtest.h>
@@ -20,6 +23,7 @@
 using namespace segnet;
 namespace fs = std::filesystem;
 using segnet::test::TempDir;
+using segnet::test::write_palette_png;
 
 namespace {
 
@@ -105,7 +109,8 @@ TEST(Train, ReportsThroughCallbacksAndPrintsNothing) {
   std::vector<StepReport> steps;
   std::vector<EpochRecord> epochs;
   TrainCallbacks callbacks;
-  callbacks.checking_data = [&](size_t images) { checked = images; };
+  bool validation = false;
+  callbacks.checking_data = [&](size_t images, bool has_validation) { checked = images, validation = has_validation; };
   callbacks.step = [&](const StepReport& s) { steps.push_back(s); };
   callbacks.epoch = [&](const EpochRecord& r) { epochs.push_back(r); };
   ::testing::internal::CaptureStdout();
@@ -114,6 +119,7 @@ TEST(Train, ReportsThroughCallbacksAndPrintsNothing) {
   EXPECT_EQ(::testing::internal::GetCapturedStdout(), "");
   EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
   EXPECT_EQ(checked, 10u);
+  EXPECT_TRUE(validation);
   ASSERT_EQ(steps.size(), 4u);
   EXPECT_EQ(steps[1].step, 2);
   EXPECT_EQ(steps[1].steps, 2);
@@ -165,6 +171,126 @@ TEST(Train, RefusesToOverwriteAnExistingRun) {
   const auto before = fs::last_write_time(o.out / "last.pt");
   EXPECT_THROW(train(o), Error);
   EXPECT_EQ(fs::last_write_time(o.out / "last.pt"), before);
+}
+
+// A validation list that is named must exist (no silent run without validation), and a failed start
+// leaves no run folder behind.
+TEST(Train, ANamedValidationListMustExist) {
+  TempDir dir;
+  synthesize_dataset({dir.path / "data", 5, {24, 32}, 4});
+  auto o = tiny_run(dir.path / "data", dir.path / "run");
+  o.val_list = "vall.txt";
+  try {
+    train(o);
+    ADD_FAILURE() << "trained without its validation list";
+  } catch (const OptionError& e) {
+    EXPECT_EQ(e.option(), "val_list");
+    EXPECT_NE(std::string(e.what()).find("vall.txt"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(o.out));
+}
+
+// 0/255 masks read as class ids: 255 is void and the model would learn one class.
+TEST(Train, BinaryMasksUnderTheMulticlassTaskAreAnErrorThatSaysBinary) {
+  TempDir dir;
+  SynthOptions data{dir.path / "data", 5, {24, 32}, 4};
+  data.binary = true;
+  synthesize_dataset(data);
+  auto o = tiny_run(dir.path / "data", dir.path / "run");
+  try {
+    train(o);
+    ADD_FAILURE() << "trained 0/255 masks as classes";
+  } catch (const OptionError& e) {
+    EXPECT_EQ(e.option(), "task");
+    EXPECT_NE(e.problem().find("binary"), std::string::npos) << e.problem();
+  }
+  EXPECT_FALSE(fs::exists(o.out));
+  o.task = Task::Binary;
+  EXPECT_EQ(train(o).size(), 2u);
+}
+
+// config.json holds every option, so that from_json(to_json(o)) is o, and a resume with a different
+// option is refused, naming it and both values.
+TEST(Train, ConfigRecordsEveryOptionAndResumeRefusesAConflictingOne) {
+  TempDir dir;
+  synthesize_dataset({dir.path / "data", 5, {24, 32}, 4});
+  auto o = tiny_run(dir.path / "data", dir.path / "run");
+  o.epochs = 1;
+  o.lr = 0.02;
+  o.pseudo.threshold = 0.8;
+  o.command_line = {"segnet", "train"};
+  train(o);
+  const auto saved = read_run_options(o.out / "config.json");
+  ASSERT_TRUE(saved.has_value());
+  EXPECT_EQ(options_to_json(options_from_json(*saved)), *saved);
+  EXPECT_EQ(saved->at("lr"), 0.02);
+  EXPECT_EQ(saved->at("pseudo.threshold"), 0.8);
+  std::ifstream in(o.out / "config.json");
+  const auto config = nlohmann::json::parse(in);
+  EXPECT_EQ(config.at("command_line"), nlohmann::json({"segnet", "train"}));
+  EXPECT_EQ(config.at("dataset").at("classes").size(), 5u);
+  EXPECT_FALSE(config.at("segnet").at("commit").get<std::string>().empty());
+  auto resumed = o;
+  resumed.resume = true;
+  resumed.seed = 12;
+  try {
+    train(resumed);
+    ADD_FAILURE() << "resumed with another seed";
+  } catch (const OptionError& e) {
+    EXPECT_EQ(e.option(), "seed");
+    EXPECT_NE(e.problem().find("12"), std::string::npos) << e.problem();
+    EXPECT_NE(e.problem().find("11"), std::string::npos) << e.problem();
+  }
+  resumed.seed = o.seed;
+  EXPECT_EQ(train(resumed).size(), 0u);  // same options: complete already
+  EXPECT_THROW(options_from_json({{"lr", 0.1}, {"learning_rate", 0.1}}), OptionError);
+}
+
+// The label formats users have, each through a one-epoch run: palette PNGs (indices), colour masks
+// (classes.csv's colours, black void) and stored ids through a label map.
+TEST(Train, TrainsOnPaletteColourAndMappedLabels) {
+  TempDir dir;
+  synthesize_dataset({dir.path / "data", 6, {24, 32}, 4});  // 5 classes, void 5 and 255
+  const auto samples = find_samples(dir.path / "data", "train.txt");
+  const auto classes = read_classes_csv(dir.path / "data" / "classes.csv");
+  const auto val = find_samples(dir.path / "data", "val.txt");
+  for (const std::string format : {"palette", "color", "map"}) {
+    const fs::path data = dir.path / format;
+    fs::create_directories(data);
+    fs::copy(dir.path / "data" / "classes.csv", data / "classes.csv");
+    std::ofstream list(data / "train.txt"), val_list(data / "val.txt");
+    auto all = samples;
+    all.insert(all.end(), val.begin(), val.end());
+    for (size_t i = 0; i < all.size(); ++i) {
+      const cv::Mat ids = read_label(all[i].label, make_label_spec(5, std::nullopt));  // 255 = void
+      const fs::path label = data / (std::to_string(i) + ".png");
+      if (format == "palette") {
+        std::vector<Rgb> palette(256, Rgb{9, 9, 9});
+        for (size_t k = 0; k < classes.size(); ++k) palette[k] = classes[k].rgb;
+        write_palette_png(label, ids, palette);
+      } else if (format == "color") {
+        cv::Mat rgb = colorize(ids, classes);
+        rgb.setTo(cv::Scalar(0, 0, 0), ids == 255);
+        write_png(label, rgb);
+      } else {  // class k stored as 10 * k + 3, void as 0
+        cv::Mat stored = ids * 10 + 3;
+        stored.setTo(0, ids == 255);
+        write_png(label, stored);
+      }
+      (i < samples.size() ? list : val_list) << fs::absolute(all[i].image).string() << ' ' << label.filename().string() << '\n';
+    }
+    list.close(), val_list.close();
+    std::ofstream(data / "map.txt") << "0 void\n3 0\n13 1\n23 2\n33 3\n43 4\n";
+    auto o = tiny_run(data, dir.path / ("run_" + format));
+    o.epochs = 1;
+    if (format == "color") o.label_format = LabelFormat::Color;
+    if (format == "map") o.label_map = data / "map.txt";
+    ASSERT_EQ(train(o).size(), 1u) << format;
+    // The checkpoint reads labels as its run did: eval of the same list scores the same pixels.
+    const ModelInfo info = CheckpointReader(o.out / "last.pt").info();
+    const cv::Mat first = read_label(data / "0.png", info.label_spec());
+    EXPECT_EQ(cv::countNonZero(first != read_label(all[0].label, make_label_spec(5, std::nullopt))), 0) << format;
+  }
 }
 
 TEST(LearningRateSchedule, PolyDecaysFromTheBaseRateToZeroAndConstantStays) {

@@ -26,12 +26,20 @@ struct ModelInfo {
   Size2 size;                        // training input size
   Normalization norm;
   std::vector<float> class_weights;
+  // How the training labels were stored; eval and pseudo-labels read labels the same way.
+  LabelFormat label_format = LabelFormat::Ids;
+  std::map<int64_t, int64_t> label_map;  // stored value -> class id or kIgnoreLabel; empty: as stored
+  std::vector<Rgb> void_colors;          // colour masks: colours that are void
 
   bool binary() const { return task == Task::Binary; }
   SegNetOptions options() const {
     return SegNetOptions(model, binary() ? 1 : static_cast<int64_t>(classes.size())).upsampling(upsampling).dilation(dilation);
   }
-  LabelSpec label_spec() const { return {static_cast<int64_t>(classes.size()), void_labels, binary()}; }
+  LabelSpec label_spec() const {
+    LabelSpec spec{static_cast<int64_t>(classes.size()), void_labels, binary(), label_format, label_map, {}, void_colors};
+    for (const auto& c : classes) spec.class_colors.push_back(c.rgb);
+    return spec;
+  }
 };
 
 struct TrainState {

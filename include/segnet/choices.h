@@ -36,6 +36,10 @@ enum class ExportOutput { Logits, Probabilities, Labels };
 // The element type of exported class ids.
 enum class LabelType { UInt8, Int64 };
 
+// How label images store the classes: one value per pixel (grey, or a palette PNG's indices), or
+// each class's colour.
+enum class LabelFormat { Ids, Color };
+
 // Each choice's names, in the order of the enum. The first name is the one written.
 template <class E>
 struct ChoiceNames;
@@ -91,6 +95,11 @@ struct ChoiceNames<ExportOutput> {
 template <>
 struct ChoiceNames<LabelType> {
   static std::vector<std::pair<LabelType, std::string>> all() { return {{LabelType::UInt8, "uint8"}, {LabelType::Int64, "int64"}}; }
+};
+
+template <>
+struct ChoiceNames<LabelFormat> {
+  static std::vector<std::pair<LabelFormat, std::string>> all() { return {{LabelFormat::Ids, "ids"}, {LabelFormat::Color, "color"}}; }
 };
 
 template <class E>

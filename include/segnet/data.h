@@ -1,11 +1,14 @@
 #pragma once
 // Labelled image datasets: discovery, validated decoding, statistics and batching.
+#include <segnet/choices.h>
+
 #include <opencv2/core.hpp>
 #include <torch/types.h>
 
 #include <array>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -32,18 +35,35 @@ std::vector<ClassInfo> read_classes_csv(const fs::path& file);
 // Names "class0".. and a fixed distinct palette, for datasets without classes.csv.
 std::vector<ClassInfo> default_classes(int64_t count);
 
-// How stored label values map to classes: 0..num_classes-1 are classes, `void_labels` are ignored,
-// anything else is an error naming the file and the value. Binary masks: 0 is background, 1 and
-// 255 foreground.
+using Rgb = std::array<uint8_t, 3>;
+
+// How label images map to classes.
+// Ids (LabelFormat::Ids): each pixel's stored value: 8- or 16-bit grey, or a palette PNG's index (read
+// as stored, not as its colour). Through `value_map` when it is given (Cityscapes labelIds -> train ids,
+// datasets where 0 is void); otherwise 0..num_classes-1 are classes and `void_labels` are ignored.
+// Binary masks: 0 is background, 1 and 255 foreground.
+// Color (LabelFormat::Color): the pixel's RGB is a class's colour (`class_colors`) or a void colour.
+// Anything else is an error naming the file and the value (or the colour and the pixel).
 struct LabelSpec {
   int64_t num_classes = 0;
   std::vector<int64_t> void_labels;
   bool binary = false;
+  LabelFormat format = LabelFormat::Ids;
+  std::map<int64_t, int64_t> value_map;  // stored value -> class id or kIgnoreLabel; empty: as stored
+  std::vector<Rgb> class_colors;         // Color: the colour of each class id
+  std::vector<Rgb> void_colors;          // Color: colours that are ignored
+
+  // A stored value (Ids) that reads back as void, for writing void pixels; nullopt if there is none.
+  std::optional<int64_t> stored_void() const;
 };
-// Void is `void_label` when given, else num_classes and 255 (CamVid: 11).
+// Void is `void_label` when given, else num_classes and 255 (CamVid: 11). A void label of 0 means the
+// dataset stores class k as k + 1 and 0 as void (ADE20K and others; MMSegmentation's reduce_zero_label).
 LabelSpec make_label_spec(int64_t num_classes, std::optional<int64_t> void_label);
 // Two classes from 0 / 1-or-255 masks; void only when `void_label` is given (2..254).
 LabelSpec make_binary_label_spec(std::optional<int64_t> void_label);
+// A label map file: `STORED CLASS` lines, CLASS a class id (0..num_classes-1) or `void`; blank lines
+// and '#' comments skipped. Stored values not listed are errors when a label holds them.
+std::map<int64_t, int64_t> read_label_map(const fs::path& file, int64_t num_classes);
 
 struct SamplePaths {
   fs::path image;
@@ -63,7 +83,7 @@ std::vector<SamplePaths> find_unlabeled(const fs::path& dir, const fs::path& fol
 
 // Decodes an image as 8-bit RGB; unreadable or corrupt files are Errors naming the file.
 cv::Mat read_image(const fs::path& file);
-// Decodes a single-channel label image and maps it to class ids with void -> kIgnoreLabel.
+// Decodes a label image as `spec` says and maps it to class ids, void -> kIgnoreLabel.
 cv::Mat read_label(const fs::path& file, const LabelSpec& spec);
 
 struct Sample {

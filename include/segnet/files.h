@@ -1,6 +1,7 @@
 #pragma once
 // Writing files so that readers see the old content or the new, never a half-written mix.
 #include <opencv2/core.hpp>
+#include <torch/types.h>
 
 #include <filesystem>
 #include <functional>
@@ -16,6 +17,9 @@ std::filesystem::path temporary_path_for(const std::filesystem::path& file);
 void write_text(const std::filesystem::path& file, const std::string& text);
 // PNG through a temporary file and a rename; 3-channel images are taken as RGB. `image` is not changed.
 void write_png(const std::filesystem::path& file, const cv::Mat& image);
+// A NumPy .npy file (format 1.0, little-endian, C order) of a float32 tensor, through a temporary and
+// a rename: numpy.load, and most array tools, open it as it is.
+void write_npy(const std::filesystem::path& file, const torch::Tensor& values);
 // Creates `folder` (and its parents); an existing file of that name is an Error.
 void ensure_output_folder(const std::filesystem::path& folder);
 

@@ -13,13 +13,16 @@ namespace segnet {
 
 // For each input image STEM, in `folder`: STEM.png (class ids; binary models: a 0/255 mask),
 // STEM_color.png (multi-class models), STEM_overlay.png (the colours over the image), and
-// STEM_uncertainty.png (predictive entropy) when the segmenter averages several dropout samples.
+// STEM_uncertainty.png (predictive entropy) when the segmenter averages several dropout samples, and
+// on request STEM_probabilities.npy (float32, classes x H x W at the image's size; binary models:
+// background and foreground) for programs that fuse, calibrate or compare scores.
 struct ImageOutputs {
   std::filesystem::path folder;
   bool ids = true;
   bool color = true;
   bool overlay = true;
   bool uncertainty = true;
+  bool probabilities = false;
 };
 
 struct InferenceReport {
@@ -32,7 +35,8 @@ struct InferenceReport {
 // Returning false stops the run early; what was written so far stays valid.
 using InferenceProgress = std::function<bool(int64_t done, int64_t total)>;
 
-// Segments `images` `batch` at a time. Decoding runs ahead and PNG writing behind the network, on
+// Segments `images` `batch` at a time. An image inside `outputs.folder`, or two with the same file stem,
+// is an Error before anything is written. Decoding runs ahead and PNG writing behind the network, on
 // threads of their own.
 InferenceReport predict_images(Segmenter& segmenter, const std::vector<std::filesystem::path>& images,
                                const ImageOutputs& outputs, int64_t batch, const InferenceProgress& progress = {});

@@ -14,3 +14,4 @@
 #include <segnet/runtime.h>
 #include <segnet/segmenter.h>
 #include <segnet/train.h>
+#include <segnet/version.h>

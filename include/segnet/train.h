@@ -4,6 +4,7 @@
 #include <segnet/choices.h>
 #include <segnet/data.h>
 
+#include <nlohmann/json.hpp>
 #include <torch/types.h>
 
 #include <filesystem>
@@ -39,7 +40,9 @@ struct PseudoLabelOptions {
 struct TrainOptions {
   std::filesystem::path data;         // dataset folder: list files, or images/ and masks/
   std::string train_list = "train.txt";
-  std::string val_list = "val.txt";   // skipped when absent from `data`
+  // Validation list; nullopt: val.txt when the dataset has one, else no validation. A list that is
+  // named and does not exist is an error.
+  std::optional<std::string> val_list;
   Model model = Model::SegNet;
   Upsampling upsampling = Upsampling::Indices;
   std::vector<int64_t> dilation;      // per encoder stage; empty = 1
@@ -56,17 +59,30 @@ struct TrainOptions {
   double weight_decay = 5e-4;
   ClassWeights class_weights = ClassWeights::median_frequency();
   std::optional<int64_t> num_classes;  // required without classes.csv (multi-class)
-  std::optional<int64_t> void_label;   // default: num_classes and 255
+  std::optional<int64_t> void_label;   // default: num_classes and 255; 0: classes are stored from 1
+  LabelFormat label_format = LabelFormat::Ids;  // colour masks map classes.csv's colours to classes
+  std::filesystem::path label_map;     // ids: file of `STORED CLASS` lines (see read_label_map); empty = none
+  std::vector<Rgb> void_colors;        // colour masks: void colours; default black, unless a class is black
   PseudoLabelOptions pseudo;
   std::filesystem::path out;           // run folder: metrics.csv, last.pt, best.pt
-  bool resume = false;                 // continue the run in `out` (same options, epochs included)
+  bool resume = false;                 // continue the run in `out`: same options (config.json) but `epochs`
   uint64_t seed = 0;
   torch::Device device = torch::kCPU;
   Precision precision = Precision::Float32;  // bf16: bf16 compute, fp32 weights and loss
+  std::vector<std::string> command_line;     // how the run was started, for config.json; not an option
 };
 
 // Every check of the options that needs no data: OptionErrors named after the fields above.
 void validate(const TrainOptions& options);
+
+// The options as JSON, keys named after the fields above (`pseudo.threshold`, ...), as a run's
+// config.json holds them; `out`, `resume`, `device` and `command_line` are left out: they say where a
+// run lives and runs, not what it is. options_from_json sets the keys present in `options` on `base`;
+// an unknown key or a bad value is an OptionError naming the key.
+nlohmann::json options_to_json(const TrainOptions& options);
+TrainOptions options_from_json(const nlohmann::json& options, TrainOptions base = {});
+// The options of a run's config.json (or of a file holding only options); nullopt if `file` does not exist.
+std::optional<nlohmann::json> read_run_options(const std::filesystem::path& file);
 
 struct EpochRecord {
   int64_t epoch = 0;
@@ -88,12 +104,13 @@ struct StepReport {
 
 // What a run tells its caller; each callback is optional.
 struct TrainCallbacks {
-  std::function<void(size_t images)> checking_data;  // before the pass that validates and measures the data
+  // Before the pass that validates and measures the data: how many images, and whether any validate.
+  std::function<void(size_t images, bool validation)> checking_data;
   std::function<void(const StepReport&)> step;
   std::function<void(const EpochRecord&)> epoch;      // after the epoch's row and checkpoints are written
 };
 
-// Writes out/metrics.csv (a row per epoch), out/last.pt and out/best.pt (best val mIoU, or last
+// Writes out/config.json (when the run starts), out/metrics.csv (a row per epoch), out/last.pt and out/best.pt (best val mIoU, or last
 // without a val list). Returns the epochs run by this call (none when a resumed run is complete).
 std::vector<EpochRecord> train(const TrainOptions& options, const TrainCallbacks& callbacks = {});
 

@@ -85,15 +85,50 @@ LabelSpec make_label_spec(int64_t num_classes, std::optional<int64_t> void_label
   if (num_classes < 1 || num_classes >= kMaxClasses)
     throw OptionError("num_classes", "must be in 1..254, got " + std::to_string(num_classes));
   LabelSpec spec{num_classes, {}};
-  if (void_label) {
+  if (void_label == 0) {  // stored k + 1 is class k; 255 stays void
+    spec.void_labels = {0, 255};
+    spec.value_map = {{0, kIgnoreLabel}, {255, kIgnoreLabel}};
+    for (int64_t k = 0; k < num_classes; ++k) spec.value_map[k + 1] = k;
+  } else if (void_label) {
     if (*void_label < num_classes || *void_label > 255)
-      throw OptionError("void_label", "must be in " + std::to_string(num_classes) + "..255 (not a class id), got " +
-                                          std::to_string(*void_label));
+      throw OptionError("void_label", "must be 0 (classes stored from 1) or in " + std::to_string(num_classes) +
+                                          "..255 (not a class id), got " + std::to_string(*void_label));
     spec.void_labels = {*void_label};
   } else {
     spec.void_labels = {num_classes, 255};
   }
   return spec;
+}
+
+std::optional<int64_t> LabelSpec::stored_void() const {
+  if (format != LabelFormat::Ids) return std::nullopt;
+  if (value_map.empty()) return void_labels.empty() ? std::nullopt : std::optional<int64_t>(void_labels[0]);
+  for (const auto& [stored, id] : value_map)
+    if (id == kIgnoreLabel) return stored;
+  return std::nullopt;
+}
+
+std::map<int64_t, int64_t> read_label_map(const fs::path& file, int64_t num_classes) {
+  std::ifstream in(file);
+  if (!in) throw Error(file, "cannot open label map");
+  std::map<int64_t, int64_t> map;
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    if (const auto hash = line.find('#'); hash != std::string::npos) line.resize(hash);
+    std::istringstream fields(line);
+    std::string stored, id, extra;
+    if (!(fields >> stored)) continue;
+    const std::string where = "line " + std::to_string(number) + ": ";
+    if (!(fields >> id) || (fields >> extra)) throw Error(file, where + "expected 'STORED CLASS' (CLASS an id or void)");
+    int64_t value = -1, class_id = kIgnoreLabel;
+    if (!parse_int(stored, value) || value < 0 || value > 65535)
+      throw Error(file, where + "stored value '" + stored + "' is not in 0..65535");
+    if (id != "void" && (!parse_int(id, class_id) || class_id < 0 || class_id >= num_classes))
+      throw Error(file, where + "class '" + id + "' is neither void nor a class id (0.." + std::to_string(num_classes - 1) + ")");
+    if (!map.emplace(value, class_id).second) throw Error(file, where + "stored value " + stored + " is mapped twice");
+  }
+  if (map.empty()) throw Error(file, "label map is empty");
+  return map;
 }
 
 LabelSpec make_binary_label_spec(std::optional<int64_t> void_label) {

@@ -2,10 +2,12 @@
 #include <segnet/error.h>
 
 #include <opencv2/imgcodecs.hpp>
+#include <png.h>
 #include <opencv2/imgproc.hpp>
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cstring>
 #include <fstream>
 #include <future>
 #include <map>
@@ -126,12 +128,16 @@ std::vector<SamplePaths> find_unlabeled(const fs::path& dir, const fs::path& fol
   return samples;
 }
 
-static cv::Mat decode(const fs::path& file, int flags) {
+static std::vector<uint8_t> read_bytes(const fs::path& file) {
   if (!fs::is_regular_file(file)) throw Error(file, "no such file");
   std::ifstream in(file, std::ios::binary);
-  const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (!in && !in.eof()) throw Error(file, "cannot read");
   if (png_is_truncated(bytes)) throw Error(file, "truncated PNG");
+  return bytes;
+}
+
+static cv::Mat decode(const fs::path& file, const std::vector<uint8_t>& bytes, int flags) {
   cv::Mat m;
   try {
     m = cv::imdecode(bytes, flags);
@@ -142,57 +148,151 @@ static cv::Mat decode(const fs::path& file, int flags) {
 }
 
 cv::Mat read_image(const fs::path& file) {
-  cv::Mat bgr = decode(file, cv::IMREAD_COLOR), rgb;
+  cv::Mat bgr = decode(file, read_bytes(file), cv::IMREAD_COLOR), rgb;
   cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
   return rgb;
 }
 
+namespace {
+
+// PNG colour type 3: the pixels are indices into a palette. Its IHDR chunk comes first, at byte 8.
+bool is_palette_png(const std::vector<uint8_t>& bytes) {
+  return bytes.size() > 25 && bytes[1] == 'P' && bytes[2] == 'N' && bytes[3] == 'G' && bytes[25] == 3;
+}
+
+struct PngRead {
+  const std::vector<uint8_t>& bytes;
+  size_t at = 8;  // after the signature
+  std::string error;
+};
+
+void png_read_bytes(png_structp png, png_bytep out, png_size_t count) {
+  auto* read = static_cast<PngRead*>(png_get_io_ptr(png));
+  if (read->at + count > read->bytes.size()) png_error(png, "file ends early");
+  std::memcpy(out, read->bytes.data() + read->at, count);
+  read->at += count;
+}
+
+// A palette PNG's indices as stored (OpenCV's decoder turns them into the palette's colours).
+// libpng reports errors by longjmp: every object with a destructor exists before setjmp.
+cv::Mat decode_palette_indices(const fs::path& file, const std::vector<uint8_t>& bytes) {
+  const auto be32 = [&](size_t at) { return int(bytes[at]) << 24 | int(bytes[at + 1]) << 16 | int(bytes[at + 2]) << 8 | int(bytes[at + 3]); };
+  const int width = be32(16), height = be32(20);
+  if (width < 1 || height < 1 || int64_t(width) * height > (int64_t(1) << 31)) throw Error(file, "PNG has an impossible size");
+  cv::Mat indices(height, width, CV_8UC1);
+  std::vector<png_bytep> rows(static_cast<size_t>(height));
+  for (int r = 0; r < height; ++r) rows[r] = indices.ptr<png_byte>(r);
+  PngRead read{bytes, 8, {}};
+  png_structp png = png_create_read_struct(
+      PNG_LIBPNG_VER_STRING, &read,
+      [](png_structp p, png_const_charp message) {
+        static_cast<PngRead*>(png_get_error_ptr(p))->error = message;
+        png_longjmp(p, 1);
+      },
+      [](png_structp, png_const_charp) {});
+  png_infop info = png ? png_create_info_struct(png) : nullptr;
+  if (!info) {
+    png_destroy_read_struct(&png, nullptr, nullptr);
+    throw Error(file, "cannot decode PNG: out of memory");
+  }
+  if (setjmp(png_jmpbuf(png))) {
+    png_destroy_read_struct(&png, &info, nullptr);
+    throw Error(file, "cannot decode palette PNG: " + read.error);
+  }
+  png_set_sig_bytes(png, 8);
+  png_set_read_fn(png, &read, png_read_bytes);
+  png_read_info(png, info);
+  png_set_packing(png);  // 1-, 2- and 4-bit indices: one byte each
+  png_set_interlace_handling(png);
+  png_read_update_info(png, info);
+  png_read_image(png, rows.data());
+  png_read_end(png, nullptr);
+  png_destroy_read_struct(&png, &info, nullptr);
+  return indices;
+}
+
+std::string pixel_at(int row, int col) { return "pixel (x " + std::to_string(col) + ", y " + std::to_string(row) + ")"; }
+
+// Colour masks: each pixel's colour is a class's or a void colour.
+cv::Mat colors_to_ids(const fs::path& file, const cv::Mat& bgr, const LabelSpec& spec) {
+  std::map<uint32_t, uint8_t> id_of;
+  const auto key = [](uint8_t r, uint8_t g, uint8_t b) { return uint32_t(r) << 16 | uint32_t(g) << 8 | b; };
+  for (const Rgb& c : spec.void_colors) id_of[key(c[0], c[1], c[2])] = static_cast<uint8_t>(kIgnoreLabel);
+  for (size_t id = 0; id < spec.class_colors.size(); ++id) {
+    const Rgb& c = spec.class_colors[id];
+    id_of[key(c[0], c[1], c[2])] = static_cast<uint8_t>(id);
+  }
+  cv::Mat ids(bgr.size(), CV_8UC1);
+  for (int r = 0; r < bgr.rows; ++r) {
+    const cv::Vec3b* p = bgr.ptr<cv::Vec3b>(r);
+    uint8_t* out = ids.ptr<uint8_t>(r);
+    uint32_t last_key = ~0u;
+    uint8_t last_id = 0;
+    for (int c = 0; c < bgr.cols; ++c) {
+      const uint32_t k = key(p[c][2], p[c][1], p[c][0]);
+      if (k != last_key) {
+        const auto found = id_of.find(k);
+        if (found == id_of.end())
+          throw Error(file, "colour (" + std::to_string(p[c][2]) + ", " + std::to_string(p[c][1]) + ", " +
+                                std::to_string(p[c][0]) + ") at " + pixel_at(r, c) + " is neither a class colour nor void");
+        last_key = k, last_id = found->second;
+      }
+      out[c] = last_id;
+    }
+  }
+  return ids;
+}
+
+// Stored ids -> class ids (kIgnoreLabel for void), by a table over every value the image can hold.
+cv::Mat map_stored_ids(const fs::path& file, const cv::Mat& raw, const LabelSpec& spec) {
+  const int values = raw.depth() == CV_16U ? 65536 : 256;
+  constexpr int16_t kNotALabel = -1;
+  std::vector<int16_t> table(values, kNotALabel);
+  for (int v = 0; v < values; ++v) {
+    if (!spec.value_map.empty()) {
+      if (const auto m = spec.value_map.find(v); m != spec.value_map.end()) table[v] = static_cast<int16_t>(m->second);
+    } else if (spec.binary && (v == 0 || v == 1 || v == 255)) {
+      table[v] = v == 0 ? 0 : 1;
+    } else if (!spec.binary && v < spec.num_classes) {
+      table[v] = static_cast<int16_t>(v);
+    } else if (std::count(spec.void_labels.begin(), spec.void_labels.end(), v)) {
+      table[v] = static_cast<int16_t>(kIgnoreLabel);
+    }
+  }
+  cv::Mat ids(raw.size(), CV_8UC1);
+  for (int r = 0; r < raw.rows; ++r) {
+    uint8_t* out = ids.ptr<uint8_t>(r);
+    for (int c = 0; c < raw.cols; ++c) {
+      const int v = raw.depth() == CV_16U ? raw.ptr<uint16_t>(r)[c] : raw.ptr<uint8_t>(r)[c];
+      if (table[v] == kNotALabel) {
+        const std::string expected = !spec.value_map.empty() ? "it is not in the label map"
+                                     : spec.binary ? "neither a class (0, or 1/255) nor void"
+                                                   : "neither a class (0.." + std::to_string(spec.num_classes - 1) + ") nor void";
+        throw Error(file, "label value " + std::to_string(v) + " at " + pixel_at(r, c) + ": " + expected);
+      }
+      out[c] = static_cast<uint8_t>(table[v]);
+    }
+  }
+  return ids;
+}
+
+}  // namespace
+
 cv::Mat read_label(const fs::path& file, const LabelSpec& spec) {
-  cv::Mat raw = decode(file, cv::IMREAD_UNCHANGED);
+  const std::vector<uint8_t> bytes = read_bytes(file);
+  if (spec.format == LabelFormat::Color) return colors_to_ids(file, decode(file, bytes, cv::IMREAD_COLOR), spec);
+  cv::Mat raw = is_palette_png(bytes) ? decode_palette_indices(file, bytes) : decode(file, bytes, cv::IMREAD_UNCHANGED);
   if (raw.channels() == 3 || raw.channels() == 4) {
     // Grey masks saved as RGB are fine; real colours mean a colour mask where ids were expected.
     std::vector<cv::Mat> ch;
     cv::split(raw, ch);
     if (cv::countNonZero(ch[0] != ch[1]) || cv::countNonZero(ch[0] != ch[2]))
-      throw Error(file, "label image has colours; expected single-channel class ids (a colour mask?)");
+      throw Error(file, "label image has colours; expected class ids (a colour mask? the colour label format reads those)");
     raw = ch[0];
   }
   if (raw.channels() != 1) throw Error(file, "label image must have one channel");
-  if (raw.depth() == CV_16U) {
-    double max = 0;
-    cv::minMaxLoc(raw, nullptr, &max);
-    if (max > 255) throw Error(file, "label value " + std::to_string(int64_t(max)) + " is neither a class nor void");
-    raw.convertTo(raw, CV_8U);
-  }
-  if (raw.depth() != CV_8U) throw Error(file, "label image must be 8- or 16-bit integers");
-
-  int64_t histogram[256] = {0};
-  for (int r = 0; r < raw.rows; ++r) {
-    const uint8_t* p = raw.ptr<uint8_t>(r);
-    for (int c = 0; c < raw.cols; ++c) ++histogram[p[c]];
-  }
-  cv::Mat lut(1, 256, CV_8U);
-  for (int v = 0; v < 256; ++v) {
-    const bool is_void = std::count(spec.void_labels.begin(), spec.void_labels.end(), v) > 0;
-    if (spec.binary && (v == 1 || v == 255)) {
-      lut.at<uint8_t>(v) = 1;
-    } else if (spec.binary && v == 0) {
-      lut.at<uint8_t>(v) = 0;
-    } else if (!spec.binary && v < spec.num_classes) {
-      lut.at<uint8_t>(v) = static_cast<uint8_t>(v);
-    } else if (is_void) {
-      lut.at<uint8_t>(v) = static_cast<uint8_t>(kIgnoreLabel);
-    } else {
-      lut.at<uint8_t>(v) = 0;
-      if (histogram[v])
-        throw Error(file, "label value " + std::to_string(v) + " is neither a class (" +
-                              (spec.binary ? std::string("0, or 1/255") : "0.." + std::to_string(spec.num_classes - 1)) +
-                              ") nor void");
-    }
-  }
-  cv::Mat label;
-  cv::LUT(raw, lut, label);
-  return label;
+  if (raw.depth() != CV_8U && raw.depth() != CV_16U) throw Error(file, "label image must be 8- or 16-bit integers");
+  return map_stored_ids(file, raw, spec);
 }
 
 Sample read_sample(const SamplePaths& paths, const LabelSpec& spec) {

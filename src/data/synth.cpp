@@ -96,6 +96,8 @@ void make_scene(Size2 size, Painter& p, cv::Mat& image, cv::Mat& label) {
 void synthesize_dataset(const SynthOptions& options) {
   if (options.count < 2) throw OptionError("count", "must be at least 2 (one image for train, one for val)");
   const int64_t val_count = std::max<int64_t>(1, options.count / 5);
+  if (fs::exists(options.out) && !fs::is_empty(options.out))
+    throw Error(options.out, "already exists and is not empty: synth writes a new dataset there");
   for (const char* sub : {"train", "trainannot", "val", "valannot"}) fs::create_directories(options.out / sub);
   std::ofstream train_list(options.out / "train.txt"), val_list(options.out / "val.txt");
   if (!train_list || !val_list) throw Error(options.out, "cannot write list files");

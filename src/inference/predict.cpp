@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cmath>
 #include <deque>
+#include <map>
 #include <future>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -86,8 +87,24 @@ InferenceReport segment_files(Segmenter& segmenter, const std::vector<std::files
   return report;
 }
 
+// Outputs are named after their input's stem in one folder: refuse what would overwrite an input or
+// another input's results, before anything is written.
+static void check_output_names(const std::vector<std::filesystem::path>& images, const std::filesystem::path& folder) {
+  const auto out = std::filesystem::weakly_canonical(folder);
+  std::map<std::string, std::filesystem::path> by_stem;
+  for (const auto& image : images) {
+    if (std::filesystem::weakly_canonical(image).parent_path() == out)
+      throw Error(image, "is in the output folder " + folder.string() + ": its results would overwrite the images");
+    const auto [other, fresh] = by_stem.emplace(image.stem().string(), image);
+    if (!fresh)
+      throw Error(image, "has the same name as " + other->second.string() + ": their results would overwrite each other in " +
+                             folder.string());
+  }
+}
+
 InferenceReport predict_images(Segmenter& segmenter, const std::vector<std::filesystem::path>& images,
                                const ImageOutputs& outputs, int64_t batch, const InferenceProgress& progress) {
+  check_output_names(images, outputs.folder);
   ensure_output_folder(outputs.folder);
   const ModelInfo& info = segmenter.info();
   const bool uncertainty = outputs.uncertainty && segmenter.options().mc_samples > 1;
@@ -101,6 +118,7 @@ InferenceReport predict_images(Segmenter& segmenter, const std::vector<std::file
     if (uncertainty)
       write_png(outputs.folder / (stem + "_uncertainty.png"),
                 heatmap(predictive_entropy(probs), std::log(double(info.classes.size()))));
+    if (outputs.probabilities) write_npy(outputs.folder / (stem + "_probabilities.npy"), probs);
   };
   return segment_files(segmenter, images, batch, sink, progress);
 }
@@ -109,11 +127,13 @@ PseudoLabelReport write_pseudo_labels(Segmenter& segmenter, const std::vector<st
                                       const std::filesystem::path& folder, double threshold,
                                       const InferenceProgress& progress) {
   const ModelInfo& info = segmenter.info();
-  if (info.binary() || info.void_labels.empty())
-    throw Error("pseudo-labels need a multi-class model with a void label");
+  const std::optional<int64_t> stored_void = info.label_spec().stored_void();
+  if (info.binary() || !stored_void)
+    throw Error("pseudo-labels need a multi-class model trained on class-id masks with a void label");
   if (!(threshold > 0 && threshold <= 1)) throw OptionError("threshold", "must be in (0, 1]");
+  check_output_names(images, folder);
   ensure_output_folder(folder);
-  const int64_t void_label = info.void_labels[0];
+  const int64_t void_label = *stored_void;
   std::atomic<int64_t> confident{0}, pixels{0};
   const auto sink = [&](const std::filesystem::path& file, const cv::Mat&, const torch::Tensor& probs) {
     const auto labels = confident_labels(probs, threshold);

@@ -63,6 +63,9 @@ nlohmann::json to_json(const ModelInfo& info, const TrainState& state) {
           {"dilation", info.dilation},
           {"classes", classes},
           {"void_labels", info.void_labels},
+          {"label_format", to_string(info.label_format)},
+          {"label_map", info.label_map},
+          {"void_colors", info.void_colors},
           {"size", {info.size.height, info.size.width}},
           {"mean", info.norm.mean},
           {"std", info.norm.std},
@@ -80,6 +83,10 @@ void from_json(const nlohmann::json& j, ModelInfo& info, TrainState& state) {
   info.dilation = j.at("dilation").get<std::vector<int64_t>>();
   for (const auto& c : j.at("classes")) info.classes.push_back({c.at("name"), c.at("rgb")});
   info.void_labels = j.at("void_labels").get<std::vector<int64_t>>();
+  // Checkpoints written before label formats existed hold ids as stored.
+  if (j.contains("label_format")) info.label_format = choice<LabelFormat>(j, "label_format");
+  info.label_map = j.value("label_map", std::map<int64_t, int64_t>{});
+  info.void_colors = j.value("void_colors", std::vector<Rgb>{});
   info.size = {j.at("size").at(0), j.at("size").at(1)};
   info.norm.mean = j.at("mean");
   info.norm.std = j.at("std");

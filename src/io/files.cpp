@@ -52,6 +52,27 @@ void write_png(const std::filesystem::path& file, const cv::Mat& image) {
   });
 }
 
+void write_npy(const std::filesystem::path& file, const torch::Tensor& values) {
+  const torch::Tensor data = values.to(torch::kCPU, torch::kFloat).contiguous();
+  std::string shape;
+  for (const int64_t size : data.sizes()) shape += std::to_string(size) + ", ";
+  if (!shape.empty()) shape.resize(shape.size() - (data.dim() == 1 ? 1 : 2));  // as numpy writes: (3, 4), (3,)
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + shape + "), }";
+  // Magic (6) + version (2) + length (2) + header + newline, padded to a multiple of 64 bytes.
+  header.append(63 - (10 + header.size()) % 64, ' ');
+  header += '\n';
+  const uint16_t length = static_cast<uint16_t>(header.size());
+  write_atomically(file, [&](const std::filesystem::path& tmp) {
+    std::ofstream out(tmp, std::ios::binary);
+    out.write("\x93NUMPY\x01\x00", 8);
+    const char length_bytes[2] = {static_cast<char>(length & 0xff), static_cast<char>(length >> 8)};
+    out.write(length_bytes, 2);
+    out << header;
+    out.write(static_cast<const char*>(data.data_ptr()), static_cast<std::streamsize>(data.numel() * sizeof(float)));
+    if (!out.flush()) throw Error(file, "cannot write");
+  });
+}
+
 void ensure_output_folder(const std::filesystem::path& folder) {
   std::error_code ec;
   if (std::filesystem::exists(folder) && !std::filesystem::is_directory(folder))

@@ -1,4 +1,5 @@
 #include "train/run_directory.h"
+#include "train/config.h"
 
 #include <segnet/error.h>
 #include <segnet/files.h>
@@ -42,12 +43,15 @@ void RunDirectory::refuse_existing_run() const {
     throw Error(last(), "already holds a run; resume it or choose another run folder");
 }
 
-void RunDirectory::create() const {
+void RunDirectory::create(const nlohmann::json& config) const {
   refuse_existing_run();
   ensure_output_folder(folder_);
+  write_text(this->config(), config.dump(2) + "\n");
 }
 
 CheckpointReader RunDirectory::resume(const TrainOptions& o) const {
+  const auto run_options = read_run_options(config());
+  if (run_options) check_same_options(config(), *run_options, o);
   CheckpointReader ck(last());
   const ModelInfo& info = ck.info();
   if (info.model != o.model || info.task != o.task || info.upsampling != o.upsampling || info.dilation != o.dilation)
@@ -60,6 +64,7 @@ CheckpointReader RunDirectory::resume(const TrainOptions& o) const {
     throw Error(last(), ck.has_teacher() ? "is a pseudo-label run: resume it with its unlabelled images"
                                          : "holds no pseudo-label teacher: the run was not started with unlabelled images");
   truncate_metrics(metrics(), ck.state().epoch);
+  if (run_options && run_options->value("epochs", o.epochs) != o.epochs) record_epochs(config(), o.epochs);
   return ck;
 }
 

@@ -4,6 +4,8 @@
 #include <segnet/checkpoint.h>
 #include <segnet/train.h>
 
+#include <nlohmann/json.hpp>
+
 #include <filesystem>
 #include <optional>
 
@@ -15,10 +17,11 @@ class RunDirectory {
 
   // An Error if the folder already holds a run.
   void refuse_existing_run() const;
-  // A new run: refuses an existing one, then creates the folder.
-  void create() const;
-  // The run to continue: last.pt, checked against `options` (model, task, decoder, dilation,
-  // optimizer, pseudo-labels); metrics.csv loses rows of epochs after the checkpoint's.
+  // A new run: refuses an existing one, then creates the folder and writes config.json.
+  void create(const nlohmann::json& config) const;
+  // The run to continue: last.pt, checked against `options` (every option of config.json where the run
+  // has one; model, task, decoder, dilation, optimizer, pseudo-labels in any case); metrics.csv loses
+  // rows of epochs after the checkpoint's.
   CheckpointReader resume(const TrainOptions& options) const;
 
   // Appends the epoch's row, saves last.pt and, when `record.best`, best.pt.
@@ -29,6 +32,7 @@ class RunDirectory {
   std::filesystem::path last() const { return folder_ / "last.pt"; }
   std::filesystem::path best() const { return folder_ / "best.pt"; }
   std::filesystem::path metrics() const { return folder_ / "metrics.csv"; }
+  std::filesystem::path config() const { return folder_ / "config.json"; }
 
  private:
   std::filesystem::path folder_;

@@ -7,6 +7,7 @@
 
 #include "common/clock.h"
 #include "data/loader.h"
+#include "train/config.h"
 #include "train/losses.h"
 #include "train/run_directory.h"
 #include "train/schedule.h"
@@ -17,6 +18,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <numeric>
 
 namespace segnet {
 
@@ -60,21 +62,63 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainOptions& o, S
                                               torch::optim::AdamOptions(base_lr(o)).weight_decay(o.weight_decay));
 }
 
+// How the dataset's labels map to classes, from the options and the class list.
+LabelSpec dataset_label_spec(const TrainOptions& o, const std::vector<ClassInfo>& classes) {
+  const int64_t count = static_cast<int64_t>(classes.size());
+  LabelSpec spec = o.task == Task::Binary ? make_binary_label_spec(o.void_label) : make_label_spec(count, o.void_label);
+  if (!o.label_map.empty()) spec.value_map = read_label_map(o.label_map, count);
+  spec.format = o.label_format;
+  if (spec.format == LabelFormat::Color) {
+    for (const auto& c : classes) spec.class_colors.push_back(c.rgb);
+    for (size_t a = 0; a < classes.size(); ++a)
+      for (size_t b = a + 1; b < classes.size(); ++b)
+        if (classes[a].rgb == classes[b].rgb)
+          throw Error(o.data / "classes.csv", "classes " + classes[a].name + " and " + classes[b].name +
+                                                  " have the same colour: colour masks cannot tell them apart");
+    const bool black_is_a_class = std::count(spec.class_colors.begin(), spec.class_colors.end(), Rgb{0, 0, 0}) > 0;
+    spec.void_colors = o.void_colors.empty() && !black_is_a_class ? std::vector<Rgb>{{0, 0, 0}} : o.void_colors;
+    for (const Rgb& v : spec.void_colors)
+      if (std::count(spec.class_colors.begin(), spec.class_colors.end(), v))
+        throw OptionError("void_colors", "(" + std::to_string(v[0]) + ", " + std::to_string(v[1]) + ", " +
+                                             std::to_string(v[2]) + ") is a class's colour in classes.csv");
+  }
+  return spec;
+}
+
+// An explicitly named validation list must exist; the default val.txt may be absent (no validation).
+std::vector<SamplePaths> validation_samples(const TrainOptions& o) {
+  if (!o.val_list) return fs::exists(o.data / "val.txt") ? read_list(o.data, o.data / "val.txt") : std::vector<SamplePaths>{};
+  const fs::path list = fs::path(*o.val_list).is_absolute() ? fs::path(*o.val_list) : o.data / *o.val_list;
+  if (!fs::is_regular_file(list)) throw OptionError("val_list", list.string() + " does not exist");
+  return read_list(o.data, list);
+}
+
+struct NewRun {
+  Checkpoint start;
+  DatasetStatistics stats;
+};
+
 // What a new run is: classes, label spec and normalisation from the data (every file is checked), and
 // a freshly initialised model.
-Checkpoint new_run(const TrainOptions& o, const std::vector<SamplePaths>& train_samples,
-                   const std::vector<SamplePaths>& val_samples, const TrainCallbacks& callbacks) {
+NewRun new_run(const TrainOptions& o, const std::vector<SamplePaths>& train_samples,
+               const std::vector<SamplePaths>& val_samples, const TrainCallbacks& callbacks) {
   const auto classes = dataset_classes(o);
-  const LabelSpec spec = o.task == Task::Binary ? make_binary_label_spec(o.void_label)
-                                                : make_label_spec(static_cast<int64_t>(classes.size()), o.void_label);
-  if (callbacks.checking_data) callbacks.checking_data(train_samples.size() + val_samples.size());
+  const LabelSpec spec = dataset_label_spec(o, classes);
+  if (callbacks.checking_data) callbacks.checking_data(train_samples.size() + val_samples.size(), !val_samples.empty());
   const DatasetStatistics stats = compute_statistics(train_samples, spec, o.size);
+  // 0/255 masks read as class ids: the 255s are void and every pixel left is class 0.
+  const int64_t labelled = std::accumulate(stats.class_pixels.begin(), stats.class_pixels.end(), int64_t(0));
+  if (o.task == Task::Multiclass && spec.num_classes > 1 && labelled == stats.class_pixels[0])
+    throw OptionError("task", "every training label is class 0 or void (0/255 masks?): binary masks need the binary task");
   for (const auto& s : val_samples) read_sample(s, spec);  // fail now, not after the first epoch
-  Checkpoint run;
-  run.info = {o.model, o.task,           o.upsampling, o.dilation,
-              classes, spec.void_labels, o.size,       stats.norm, class_weights(o.class_weights, stats, spec.num_classes)};
+  NewRun run{{}, stats};
+  ModelInfo& info = run.start.info;
+  info = {o.model,    o.task,     o.upsampling,
+          o.dilation, classes,    spec.void_labels,
+          o.size,     stats.norm, class_weights(o.class_weights, stats, spec.num_classes),
+          spec.format, spec.value_map, spec.void_colors};
   torch::manual_seed(o.seed);
-  run.model = SegNet(run.info.options());
+  run.start.model = SegNet(info.options());
   return run;
 }
 
@@ -134,6 +178,7 @@ void score(EpochRecord& r, Segmenter validator, const std::vector<SamplePaths>& 
 }  // namespace
 
 void validate(const TrainOptions& o) {
+  if (o.data.empty()) throw OptionError("data", "is needed: the dataset folder");
   if (o.epochs < 1) throw OptionError("epochs", "must be at least 1");
   if (o.batch < 1) throw OptionError("batch", "must be at least 1");
   if (o.lr && !(*o.lr > 0)) throw OptionError("lr", "must be positive");
@@ -151,14 +196,20 @@ void validate(const TrainOptions& o) {
   if (!(p.ema_decay >= 0 && p.ema_decay < 1)) throw OptionError("pseudo.ema_decay", "must be in [0, 1)");
   validate(SegNetOptions(o.model, o.task == Task::Binary ? 1 : o.num_classes.value_or(2)).dilation(o.dilation));
   if (o.num_classes) make_label_spec(*o.num_classes, o.void_label);
+  if (o.label_format == LabelFormat::Color && o.task == Task::Binary)
+    throw OptionError("label_format", "colour masks need the multiclass task");
+  if (o.label_format == LabelFormat::Color && !o.label_map.empty())
+    throw OptionError("label_map", "maps stored ids; colour masks map to classes through classes.csv");
+  if (!o.label_map.empty() && o.void_label) throw OptionError("void_label", "the label map says which values are void");
+  if (!o.void_colors.empty() && o.label_format != LabelFormat::Color)
+    throw OptionError("void_colors", "apply to colour masks only");
   check_device(o.device);
 }
 
 std::vector<EpochRecord> train(const TrainOptions& o, const TrainCallbacks& callbacks) {
   validate(o);
   const auto train_samples = find_samples(o.data, o.train_list);
-  const fs::path val_list = o.data / o.val_list;
-  const auto val_samples = fs::exists(val_list) ? read_list(o.data, val_list) : std::vector<SamplePaths>{};
+  const auto val_samples = validation_samples(o);
   const auto unlabeled = o.pseudo.unlabeled.empty() ? std::vector<SamplePaths>{} : find_unlabeled(o.data, o.pseudo.unlabeled);
   const RunDirectory run(o.out);
 
@@ -169,8 +220,9 @@ std::vector<EpochRecord> train(const TrainOptions& o, const TrainCallbacks& call
     start = {last->info(), last->state(), last->model()};
   } else {
     run.refuse_existing_run();  // before the slow pass over the data
-    start = new_run(o, train_samples, val_samples, callbacks);
-    run.create();
+    NewRun fresh = new_run(o, train_samples, val_samples, callbacks);
+    run.create(run_config(o, fresh.start.info, fresh.stats, train_samples.size(), val_samples.size()));
+    start = std::move(fresh.start);
   }
   const ModelInfo& info = start.info;
   TrainState& state = start.state;

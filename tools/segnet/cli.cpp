@@ -42,12 +42,20 @@ Size2 parse_size(const std::string& flag, const std::string& text) {
   return size;
 }
 
+namespace {
+std::vector<std::string> arguments;
+}  // namespace
+
+const std::vector<std::string>& command_line() { return arguments; }
+void set_command_line(int argc, char** argv) { arguments.assign(argv, argv + argc); }
+
 std::string flag_for(const std::string& option) {
   static const std::map<std::string, std::string> renamed = {
       {"pseudo.unlabeled", "--unlabeled"},       {"pseudo.weight", "--pseudo-weight"},
       {"pseudo.threshold", "--pseudo-threshold"}, {"pseudo.rampup_epochs", "--pseudo-rampup"},
       {"pseudo.ema_decay", "--ema-decay"},       {"upsampling", "--decoder"},
-      {"max_frames", "--frames"},                {"warmup", "--warmup"}};
+      {"max_frames", "--frames"},                {"warmup", "--warmup"},
+      {"void_colors", "--void-color"}};
   const auto found = renamed.find(option);
   if (found != renamed.end()) return found->second;
   std::string flag = "--" + option;

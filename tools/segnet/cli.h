@@ -65,6 +65,10 @@ void add_inference_options(CLI::App* cmd, SegmenterOptions& options);
 // "HxW" (e.g. "360x480") for `flag`; anything else is an Error naming the flag.
 Size2 parse_size(const std::string& flag, const std::string& text);
 
+// The program's arguments, as main() received them (recorded in a run's config.json).
+const std::vector<std::string>& command_line();
+void set_command_line(int argc, char** argv);
+
 // The flag that sets a library option (OptionError::option), e.g. "pseudo.threshold" -> "--pseudo-threshold".
 std::string flag_for(const std::string& option);
 

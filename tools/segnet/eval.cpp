@@ -1,6 +1,7 @@
 // segnet eval: a checkpoint's metrics on a labelled list, printed and optionally written as JSON.
 #include "cli.h"
 
+#include <segnet/error.h>
 #include <segnet/evaluate.h>
 #include <segnet/files.h>
 
@@ -33,10 +34,17 @@ void print_binary_metrics(const nlohmann::json& j) {
   for (const char* key : {"iou", "dice", "precision", "recall", "pixel_acc"}) std::printf("%-16s %s\n", key, format(j[key]).c_str());
 }
 
-void run_eval(EvalArgs& a) {
+void run_eval(EvalArgs& a, const CLI::App* cmd) {
   a.inference.precision = a.compute.precision;
+  const std::filesystem::path list = a.data / a.list;
+  const bool listed = std::filesystem::exists(list);
+  if (!listed && cmd->get_option("--list")->count() > 0) throw OptionError("list", list.string() + " does not exist");
   Segmenter segmenter = Segmenter::from_checkpoint(a.checkpoint, a.compute.setup(), a.inference);
   const auto samples = find_samples(a.data, a.list);
+  // Without a list, every image/mask pair is scored: training images too, if they are in the folders.
+  if (listed) std::printf("scoring %zu images of %s\n", samples.size(), list.c_str());
+  else std::printf("scoring all %zu image/mask pairs in %s (no %s: training images included, if any are there)\n",
+                   samples.size(), a.data.c_str(), a.list.c_str());
   const bool terminal = ::isatty(2);
   const auto matrix = evaluate(segmenter, samples, segmenter.info().label_spec(), [&](size_t done, size_t total) {
     if (terminal) std::fprintf(stderr, "\r\033[Kevaluating %zu/%zu", done, total);
@@ -59,7 +67,7 @@ Command add_eval(CLI::App& app) {
   cmd->add_option("--json", a->json, "write metrics and confusion matrix here");
   a->compute.add_to(cmd);
   add_inference_options(cmd, a->inference);
-  return {cmd, [a] { run_eval(*a); }};
+  return {cmd, [a, cmd] { run_eval(*a, cmd); }};
 }
 
 }  // namespace segnet::cli

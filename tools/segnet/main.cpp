@@ -3,6 +3,7 @@
 #include "cli.h"
 
 #include <segnet/error.h>
+#include <segnet/version.h>
 
 #include <c10/util/Exception.h>
 #include <opencv2/core/utils/logger.hpp>
@@ -18,7 +19,9 @@ int main(int argc, char** argv) {
   // otherwise add their own warnings for every file or camera they fail to open.
   cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
   setenv("OPENCV_FFMPEG_LOGLEVEL", "-8", /*overwrite=*/0);  // AV_LOG_QUIET, unless the user asks for more
+  cli::set_command_line(argc, argv);
   CLI::App app{"SegNet semantic segmentation: train, evaluate, segment images and videos."};
+  app.set_version_flag("--version", std::string("segnet ") + version() + " (commit " + git_commit() + ")");
   app.require_subcommand(1);
   const std::vector<cli::Command> commands = {cli::add_train(app),        cli::add_eval(app),  cli::add_predict(app),
                                               cli::add_pseudo_label(app), cli::add_bench(app), cli::add_synth(app),

@@ -22,6 +22,7 @@ struct PredictArgs {
   int64_t batch = 1;
   int64_t frames = 0;
   bool masks = false;
+  bool probabilities = false;
   Compute compute;
   SegmenterOptions inference;
 };
@@ -48,7 +49,7 @@ void run_video(Segmenter& segmenter, const PredictArgs& a, const VideoInput& inp
     return !interrupted;
   });
   progress.finish();
-  std::printf("%s: %lld frames in %.1f s, %.2f frames/s; overlay video %s%s%s\n", name.c_str(),
+  std::printf("%s: %lld frame%s in %.1f s, %.2f frames/s; overlay video %s%s%s\n", name.c_str(),
               static_cast<long long>(r.items), r.items == 1 ? "" : "s", r.seconds, r.per_second(), outputs.video.c_str(),
               a.masks ? ", masks in " : "", a.masks ? outputs.masks_folder.c_str() : "");
 }
@@ -69,7 +70,9 @@ void run_predict(PredictArgs& a) {
   if (images.empty()) return;
   const auto files = list_images(images);
   Progress progress("segmented", static_cast<int64_t>(files.size()), true);
-  const InferenceReport r = predict_images(segmenter, files, {a.out}, a.batch, [&](int64_t done, int64_t) {
+  ImageOutputs outputs{a.out};
+  outputs.probabilities = a.probabilities;
+  const InferenceReport r = predict_images(segmenter, files, outputs, a.batch, [&](int64_t done, int64_t) {
     progress.update(done, "");
     return !interrupted;
   });
@@ -91,6 +94,8 @@ Command add_predict(CLI::App& app) {
   cmd->add_option("--batch", a->batch, "images or frames per forward pass")->capture_default_str();
   cmd->add_option("--frames", a->frames, "videos and cameras: stop after this many frames (0 = all)")->capture_default_str();
   cmd->add_flag("--masks", a->masks, "videos and cameras: also write each frame's class ids as PNG");
+  cmd->add_flag("--probabilities", a->probabilities,
+                "images: also write each image's class probabilities as STEM_probabilities.npy (float32)");
   a->compute.add_to(cmd);
   add_inference_options(cmd, a->inference);
   return {cmd, [a] { run_predict(*a); }};

@@ -2,9 +2,11 @@
 #include "cli.h"
 #include "progress.h"
 
+#include <segnet/error.h>
 #include <segnet/metrics.h>
 #include <segnet/train.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iomanip>
 #include <memory>
@@ -19,9 +21,29 @@ struct TrainArgs {
   Compute compute;
   std::string size = "360x480";
   std::string class_weights = "median";
+  std::filesystem::path config;
 };
 
-void run_train(TrainArgs& a) {
+Rgb parse_color(const std::string& text) {
+  int r = -1, g = -1, b = -1;
+  char extra = 0;
+  if (std::sscanf(text.c_str(), "%d,%d,%d%c", &r, &g, &b, &extra) != 3 || std::min({r, g, b}) < 0 || std::max({r, g, b}) > 255)
+    throw OptionError("void_colors", "'" + text + "' is not R,G,B with each in 0..255");
+  return {uint8_t(r), uint8_t(g), uint8_t(b)};
+}
+
+// Options not given on the command line are taken from `saved` (a run's config.json, or --config).
+void fill_from_saved(const CLI::App* cmd, TrainOptions& o, const nlohmann::json& saved) {
+  nlohmann::json merged = saved;
+  const nlohmann::json given = options_to_json(o);
+  for (const auto& [key, value] : given.items()) {
+    const CLI::Option* flag = cmd->get_option_no_throw(flag_for(key));
+    if (flag && flag->count() > 0) merged[key] = value;
+  }
+  o = options_from_json(merged, o);
+}
+
+void run_train(TrainArgs& a, const CLI::App* cmd) {
   TrainOptions& o = a.options;
   o.device = a.compute.setup();
   o.precision = a.compute.precision;
@@ -29,10 +51,21 @@ void run_train(TrainArgs& a) {
   if (a.class_weights == "median") o.class_weights = ClassWeights::median_frequency();
   else if (a.class_weights == "none") o.class_weights = ClassWeights::uniform();
   else o.class_weights = ClassWeights::of(read_class_weights(a.class_weights));
+  o.command_line = command_line();
+  if (!a.config.empty()) {
+    const auto saved = read_run_options(a.config);
+    if (!saved) throw OptionError("config", a.config.string() + " does not exist");
+    fill_from_saved(cmd, o, *saved);
+  }
+  if (o.resume)
+    if (const auto saved = read_run_options(o.out / "config.json")) fill_from_saved(cmd, o, *saved);
 
   std::unique_ptr<Progress> progress;
   TrainCallbacks callbacks;
-  callbacks.checking_data = [](size_t images) { std::fprintf(stderr, "checking %zu images\n", images); };
+  callbacks.checking_data = [](size_t images, bool validation) {
+    std::fprintf(stderr, "checking %zu images\n", images);
+    if (!validation) std::fprintf(stderr, "no validation list: best.pt will be the last epoch's model\n");
+  };
   callbacks.step = [&](const StepReport& s) {
     if (s.step == 1)
       progress = std::make_unique<Progress>(
@@ -63,9 +96,10 @@ Command add_train(CLI::App& app) {
   auto a = std::make_shared<TrainArgs>();
   TrainOptions& t = a->options;
   auto* cmd = app.add_subcommand("train", "train a model on a labelled dataset");
-  cmd->add_option("--data", t.data, "dataset directory (list files, or images/ and masks/)")->required();
+  cmd->add_option("--data", t.data, "dataset directory (list files, or images/ and masks/)");
+  cmd->add_option("--config", a->config, "start from the options of a run's config.json (command-line options win)");
   cmd->add_option("--train-list", t.train_list, "training list, relative to --data")->capture_default_str();
-  cmd->add_option("--val-list", t.val_list, "validation list (skipped if absent)")->capture_default_str();
+  cmd->add_option("--val-list", t.val_list, "validation list (default: val.txt if the dataset has one)");
   add_choice(cmd, "--model", t.model, "network");
   add_choice(cmd, "--decoder", t.upsampling, "how the decoder upsamples");
   cmd->add_option("--dilation", t.dilation, "dilation of each encoder stage, e.g. 1,1,1,2,4")->delimiter(',');
@@ -80,17 +114,25 @@ Command add_train(CLI::App& app) {
   cmd->add_option("--weight-decay", t.weight_decay)->capture_default_str();
   cmd->add_option("--class-weights", a->class_weights, "median | none | FILE of weights")->capture_default_str();
   cmd->add_option("--num-classes", t.num_classes, "needed when the dataset has no classes.csv");
-  cmd->add_option("--void-label", t.void_label, "label value to ignore (default: classes and 255)");
+  cmd->add_option("--void-label", t.void_label, "label value to ignore (default: classes and 255; 0: classes stored from 1)");
+  add_choice(cmd, "--label-format", t.label_format, "masks hold class ids (grey or palette), or classes.csv's colours");
+  cmd->add_option("--label-map", t.label_map, "file of 'STORED CLASS' lines (CLASS an id or void): stored ids -> classes");
+  cmd->add_option_function<std::vector<std::string>>(
+         "--void-color", [&t](const std::vector<std::string>& colors) {
+           for (const auto& c : colors) t.void_colors.push_back(parse_color(c));
+         },
+         "colour masks: a void colour R,G,B (repeatable; default 0,0,0 unless a class is black)")
+      ->allow_extra_args(false);
   cmd->add_option("--unlabeled", t.pseudo.unlabeled, "folder or list of unlabelled images: pseudo-label training");
   cmd->add_option("--pseudo-weight", t.pseudo.weight, "lambda of the pseudo-label loss")->capture_default_str();
   cmd->add_option("--pseudo-threshold", t.pseudo.threshold, "tau: confidence a pseudo-label needs")->capture_default_str();
   cmd->add_option("--pseudo-rampup", t.pseudo.rampup_epochs, "epochs over which lambda ramps up")->capture_default_str();
   cmd->add_option("--ema-decay", t.pseudo.ema_decay, "teacher's exponential moving average")->capture_default_str();
   cmd->add_option("--out", t.out, "run directory")->required();
-  cmd->add_flag("--resume", t.resume, "continue the run in --out from last.pt");
+  cmd->add_flag("--resume", t.resume, "continue the run in --out from last.pt, with the options of its config.json");
   cmd->add_option("--seed", t.seed)->capture_default_str();
   a->compute.add_to(cmd);
-  return {cmd, [a] { run_train(*a); }};
+  return {cmd, [a, cmd] { run_train(*a, cmd); }};
 }
 
 }  // namespace segnet::cli

@@ -1,0 +1,173 @@
+#include <segnet/error.h>
+#include <segnet/files.h>
+#include <segnet/train.h>
+#include <segnet/version.h>
+
+#include "train/config.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <fstream>
+
+namespace segnet {
+
+namespace {
+
+template <class E>
+E choice_of(const nlohmann::json& options, const std::string& key) {
+  const std::string name = options.at(key).get<std::string>();
+  const auto value = choice_from_name<E>(name);
+  if (!value) throw OptionError(key, "'" + name + "' is not one of " + choice_list<E>());
+  return *value;
+}
+
+template <class T>
+void read(const nlohmann::json& options, const std::string& key, T& field) {
+  if (!options.contains(key)) return;
+  try {
+    field = options.at(key).get<T>();
+  } catch (const nlohmann::json::exception&) {
+    throw OptionError(key, "has the wrong type in the configuration (" + options.at(key).dump() + ")");
+  }
+}
+
+template <class T>
+nlohmann::json optional_value(const std::optional<T>& value) {
+  return value ? nlohmann::json(*value) : nlohmann::json(nullptr);
+}
+
+}  // namespace
+
+nlohmann::json options_to_json(const TrainOptions& o) {
+  nlohmann::json class_weights = o.class_weights.kind == ClassWeights::Kind::MedianFrequency ? nlohmann::json("median")
+                                 : o.class_weights.kind == ClassWeights::Kind::Uniform      ? nlohmann::json("none")
+                                                                                             : nlohmann::json(o.class_weights.given);
+  return {{"data", o.data.string()},
+          {"train_list", o.train_list},
+          {"val_list", optional_value(o.val_list)},
+          {"model", to_string(o.model)},
+          {"upsampling", to_string(o.upsampling)},
+          {"dilation", o.dilation},
+          {"task", to_string(o.task)},
+          {"loss", o.loss ? nlohmann::json(to_string(*o.loss)) : nlohmann::json(nullptr)},
+          {"size", {o.size.height, o.size.width}},
+          {"epochs", o.epochs},
+          {"batch", o.batch},
+          {"optimizer", to_string(o.optimizer)},
+          {"lr", optional_value(o.lr)},
+          {"lr_schedule", to_string(o.lr_schedule)},
+          {"weight_decay", o.weight_decay},
+          {"class_weights", class_weights},
+          {"num_classes", optional_value(o.num_classes)},
+          {"void_label", optional_value(o.void_label)},
+          {"label_format", to_string(o.label_format)},
+          {"label_map", o.label_map.string()},
+          {"void_colors", o.void_colors},
+          {"pseudo.unlabeled", o.pseudo.unlabeled.string()},
+          {"pseudo.weight", o.pseudo.weight},
+          {"pseudo.threshold", o.pseudo.threshold},
+          {"pseudo.rampup_epochs", o.pseudo.rampup_epochs},
+          {"pseudo.ema_decay", o.pseudo.ema_decay},
+          {"seed", o.seed},
+          {"precision", to_string(o.precision)}};
+}
+
+TrainOptions options_from_json(const nlohmann::json& options, TrainOptions o) {
+  if (!options.is_object()) throw Error("training options must be a JSON object");
+  const nlohmann::json known = options_to_json(TrainOptions{});
+  for (const auto& [key, value] : options.items())
+    if (!known.contains(key)) throw OptionError(key, "is not a training option");
+  const auto optional = [&](const std::string& key, auto& field) {
+    if (!options.contains(key)) return;
+    if (options.at(key).is_null()) field.reset();
+    else field.emplace(), read(options, key, *field);
+  };
+  std::string text;
+  if (options.contains("data")) read(options, "data", text), o.data = text;
+  read(options, "train_list", o.train_list);
+  optional("val_list", o.val_list);
+  if (options.contains("model")) o.model = choice_of<Model>(options, "model");
+  if (options.contains("upsampling")) o.upsampling = choice_of<Upsampling>(options, "upsampling");
+  read(options, "dilation", o.dilation);
+  if (options.contains("task")) o.task = choice_of<Task>(options, "task");
+  if (options.contains("loss"))
+    o.loss = options.at("loss").is_null() ? std::nullopt : std::optional<Loss>(choice_of<Loss>(options, "loss"));
+  std::vector<int64_t> size;
+  read(options, "size", size);
+  if (options.contains("size") && size.size() != 2) throw OptionError("size", "must be [height, width]");
+  if (size.size() == 2) o.size = {size[0], size[1]};
+  read(options, "epochs", o.epochs);
+  read(options, "batch", o.batch);
+  if (options.contains("optimizer")) o.optimizer = choice_of<Optimizer>(options, "optimizer");
+  optional("lr", o.lr);
+  if (options.contains("lr_schedule")) o.lr_schedule = choice_of<LrSchedule>(options, "lr_schedule");
+  read(options, "weight_decay", o.weight_decay);
+  if (options.contains("class_weights")) {
+    const auto& w = options.at("class_weights");
+    if (w == "median") o.class_weights = ClassWeights::median_frequency();
+    else if (w == "none") o.class_weights = ClassWeights::uniform();
+    else if (w.is_array()) o.class_weights = ClassWeights::of(w.get<std::vector<float>>());
+    else throw OptionError("class_weights", "must be \"median\", \"none\" or a list of weights");
+  }
+  optional("num_classes", o.num_classes);
+  optional("void_label", o.void_label);
+  if (options.contains("label_format")) o.label_format = choice_of<LabelFormat>(options, "label_format");
+  if (options.contains("label_map")) read(options, "label_map", text), o.label_map = text;
+  read(options, "void_colors", o.void_colors);
+  if (options.contains("pseudo.unlabeled")) read(options, "pseudo.unlabeled", text), o.pseudo.unlabeled = text;
+  read(options, "pseudo.weight", o.pseudo.weight);
+  read(options, "pseudo.threshold", o.pseudo.threshold);
+  read(options, "pseudo.rampup_epochs", o.pseudo.rampup_epochs);
+  read(options, "pseudo.ema_decay", o.pseudo.ema_decay);
+  read(options, "seed", o.seed);
+  if (options.contains("precision")) o.precision = choice_of<Precision>(options, "precision");
+  return o;
+}
+
+nlohmann::json run_config(const TrainOptions& o, const ModelInfo& info, const DatasetStatistics& stats,
+                          size_t train_images, size_t val_images) {
+  nlohmann::json classes = nlohmann::json::array();
+  for (size_t k = 0; k < info.classes.size(); ++k)
+    classes.push_back({{"name", info.classes[k].name},
+                       {"rgb", info.classes[k].rgb},
+                       {"pixels", k < stats.class_pixels.size() ? stats.class_pixels[k] : 0},
+                       {"weight", k < info.class_weights.size() ? info.class_weights[k] : 1.f}});
+  return {{"segnet", {{"version", version()}, {"commit", git_commit()}}},
+          {"command_line", o.command_line},
+          {"options", options_to_json(o)},
+          {"dataset",
+           {{"train_images", train_images},
+            {"val_images", val_images},
+            {"classes", classes},
+            {"mean", stats.norm.mean},
+            {"std", stats.norm.std}}}};
+}
+
+std::optional<nlohmann::json> read_run_options(const std::filesystem::path& config) {
+  if (!std::filesystem::exists(config)) return std::nullopt;
+  std::ifstream in(config);
+  try {
+    const nlohmann::json j = nlohmann::json::parse(in);
+    return j.contains("options") ? j.at("options") : j;
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(config, std::string("is not valid JSON: ") + e.what());
+  }
+}
+
+void check_same_options(const std::filesystem::path& config, const nlohmann::json& run, const TrainOptions& o) {
+  const nlohmann::json now = options_to_json(o);
+  for (const auto& [key, value] : run.items())
+    if (key != "epochs" && now.contains(key) && now.at(key) != value)
+      throw OptionError(key, "is " + now.at(key).dump() + " here but " + value.dump() + " in the run's " + config.string());
+}
+
+void record_epochs(const std::filesystem::path& config, int64_t epochs) {
+  std::ifstream in(config);
+  nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.contains("options")) throw Error(config, "is not a run's config.json");
+  j["options"]["epochs"] = epochs;
+  write_text(config, j.dump(2) + "\n");
+}
+
+}  // namespace segnet

@@ -1,0 +1,19 @@
+#pragma once
+// config.json of a training run: every option, the command line, the segnet that ran it and the
+// dataset's statistics, so that a run can be read, repeated and resumed.
+#include <segnet/checkpoint.h>
+#include <segnet/train.h>
+
+#include <nlohmann/json.hpp>
+
+namespace segnet {
+
+nlohmann::json run_config(const TrainOptions& options, const ModelInfo& info, const DatasetStatistics& stats,
+                          size_t train_images, size_t val_images);
+// An OptionError naming the first option of `options` that differs from the run's (`run`, read from
+// `config`). Only `epochs` may change: a resumed run may train further.
+void check_same_options(const std::filesystem::path& config, const nlohmann::json& run, const TrainOptions& options);
+// Records a resumed run's new epoch count in its config.json.
+void record_epochs(const std::filesystem::path& config, int64_t epochs);
+
+}  // namespace segnet
