@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <memory>
+#include <optional>
 
 namespace segnet::cli {
 
@@ -17,13 +18,13 @@ Command add_convert(CLI::App& app) {
   cmd->add_option("--out", o->out, "new dataset folder: lists, classes.csv (and Cityscapes' train-id labels)")->required();
   cmd->add_option("--threads", o->threads, "threads converting labels (default: all cores)");
   return {cmd, [o] {
-            Progress progress("converted labels", 0, true);
+            std::optional<Progress> progress;  // only formats that convert label images report any
             o->progress = [&](int64_t done, int64_t total) {
-              if (done == 1) progress = Progress("converted labels", total, true);
-              progress.update(done, "");
+              if (!progress) progress.emplace("converted labels", total, true);
+              progress->update(done, "");
             };
             const ConversionReport r = convert_dataset(*o);
-            progress.finish();
+            if (progress) progress->finish();
             std::string lists;
             for (const auto& list : r.lists)
               lists += (lists.empty() ? "" : ", ") + list.file + " (" + std::to_string(list.samples) + ")";
