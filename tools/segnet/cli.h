@@ -27,6 +27,7 @@ Command add_pseudo_label(CLI::App& app);
 Command add_bench(CLI::App& app);
 Command add_synth(CLI::App& app);
 Command add_export(CLI::App& app);
+Command add_convert(CLI::App& app);
 
 // An option whose value is one of a choice's names (--help lists them); sets `target` once parsed.
 template <class E>
