@@ -84,7 +84,8 @@ std::vector<ClassInfo> default_classes(int64_t count) {
 LabelSpec make_label_spec(int64_t num_classes, std::optional<int64_t> void_label) {
   if (num_classes < 1 || num_classes >= kMaxClasses)
     throw OptionError("num_classes", "must be in 1..254, got " + std::to_string(num_classes));
-  LabelSpec spec{num_classes, {}};
+  LabelSpec spec;
+  spec.num_classes = num_classes;
   if (void_label == 0) {  // stored k + 1 is class k; 255 stays void
     spec.void_labels = {0, 255};
     spec.value_map = {{0, kIgnoreLabel}, {255, kIgnoreLabel}};
@@ -132,7 +133,9 @@ std::map<int64_t, int64_t> read_label_map(const fs::path& file, int64_t num_clas
 }
 
 LabelSpec make_binary_label_spec(std::optional<int64_t> void_label) {
-  LabelSpec spec{2, {}, true};
+  LabelSpec spec;
+  spec.num_classes = 2;
+  spec.binary = true;
   if (void_label) {
     if (*void_label < 2 || *void_label > 254)
       throw OptionError("void_label", "must be in 2..254 for binary masks, got " + std::to_string(*void_label));

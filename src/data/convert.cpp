@@ -200,23 +200,16 @@ bool has_label_ids(const fs::path& folder) {
   return false;
 }
 
-void convert_label_ids(const fs::path& in, const fs::path& out) {
-  // Every 8-bit value passes (255 stays 255), so the decoder's checks apply and the ids are judged here.
-  const cv::Mat ids = read_label(in, LabelSpec{255, {255}, false});
-  int64_t histogram[256] = {0};
-  for (int r = 0; r < ids.rows; ++r) {
-    const uint8_t* p = ids.ptr<uint8_t>(r);
-    for (int c = 0; c < ids.cols; ++c) ++histogram[p[c]];
-  }
-  cv::Mat lut(1, 256, CV_8U);
-  for (int v = 0; v < 256; ++v) {
-    if (v >= 34 && histogram[v]) throw Error(in, "labelId " + std::to_string(v) + " is not a Cityscapes label id (0..33)");
-    lut.at<uint8_t>(v) = v < 34 ? kCityscapesTrainIds[v] : 255;
-  }
-  cv::Mat train_ids;
-  cv::LUT(ids, lut, train_ids);
-  write_png(out, train_ids);
+// labelIds -> train ids through a label map, so that a value outside 0..33 is reported as any label is.
+LabelSpec cityscapes_label_ids() {
+  LabelSpec spec;
+  spec.num_classes = static_cast<int64_t>(kCityscapesClasses.size());
+  for (int64_t id = 0; id < 34; ++id)
+    spec.value_map[id] = kCityscapesTrainIds[id] == 255 ? kIgnoreLabel : kCityscapesTrainIds[id];
+  return spec;
 }
+
+void convert_label_ids(const fs::path& in, const fs::path& out) { write_png(out, read_label(in, cityscapes_label_ids())); }
 
 // Runs job(0..count-1) on `threads` threads and reports progress on the calling thread. The first error
 // (a job's or the callback's) stops the remaining jobs and is rethrown once every thread has ended.
