@@ -2,6 +2,7 @@
 #include <segnet/data.h>
 #include <segnet/files.h>
 
+#include "expect_error.h"
 #include "temp_dir.h"
 
 #include <gtest/gtest.h>
@@ -19,6 +20,7 @@
 
 using namespace segnet;
 namespace fs = std::filesystem;
+using segnet::test::contains;
 using segnet::test::TempDir;
 using segnet::test::unique_temp_dir;
 
@@ -35,8 +37,6 @@ std::vector<std::string> lines_of(const std::string& text) {
   for (std::string line; std::getline(in, line);) lines.push_back(line);
   return lines;
 }
-
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 std::string quote(const fs::path& p) { return "'" + p.string() + "'"; }
 

@@ -6,6 +6,7 @@
 #include <segnet/train.h>
 
 #include "palette_png.h"
+#include "expect_error.h"
 #include "temp_dir.h"
 
 #include <gtest/gtest.h>
@@ -20,6 +21,8 @@
 
 using namespace segnet;
 namespace fs = std::filesystem;
+using segnet::test::contains;
+using segnet::test::error_of;
 using segnet::test::TempDir;
 using segnet::test::write_palette_png;
 
@@ -39,19 +42,6 @@ void put_png(const fs::path& file, const cv::Mat& image) {
   fs::create_directories(file.parent_path());
   ASSERT_TRUE(cv::imwrite(file.string(), image)) << file;
 }
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a segnet::Error";
-  return "";
-}
-
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 // The files of `dir`, recursively, relative to it.
 std::vector<std::string> files_in(const fs::path& dir) {

@@ -3,6 +3,7 @@
 
 #include "data/loader.h"
 #include "palette_png.h"
+#include "expect_error.h"
 #include "temp_dir.h"
 
 #include <gtest/gtest.h>
@@ -18,6 +19,8 @@
 
 using namespace segnet;
 namespace fs = std::filesystem;
+using segnet::test::contains;
+using segnet::test::error_of;
 using segnet::test::TempDir;
 using segnet::test::write_palette_png;
 
@@ -41,20 +44,6 @@ cv::Mat grey(int rows, int cols, std::initializer_list<int> values) {
     for (int c = 0; c < cols; ++c) m.at<uint8_t>(r, c) = static_cast<uint8_t>(*it++);
   return m;
 }
-
-// The message of the segnet::Error that `f` throws; a test failure when it throws none.
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a segnet::Error";
-  return "";
-}
-
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 // A dataset in the list layout whose sample i is 32x40 with label i on the bottom three quarters
 // and void on the top quarter (value 5 = num_classes for even i, 255 for odd i). Images are dark

@@ -32,6 +32,8 @@ struct ClassInfo {
 };
 // `id,name,r,g,b` with ids 0..N-1 in order (a header line is allowed).
 std::vector<ClassInfo> read_classes_csv(const fs::path& file);
+// The same format, written atomically.
+void write_classes_csv(const fs::path& file, const std::vector<ClassInfo>& classes);
 // Names "class0".. and a fixed distinct palette, for datasets without classes.csv.
 std::vector<ClassInfo> default_classes(int64_t count);
 
@@ -69,6 +71,13 @@ struct SamplePaths {
   fs::path image;
   fs::path label;  // empty for an unlabelled image: every pixel is void
 };
+// A list file's lines split into whitespace-separated fields, with their line numbers; blank lines and
+// '#' comments skipped. An empty list is an Error.
+struct ListLine {
+  int number;
+  std::vector<std::string> fields;
+};
+std::vector<ListLine> read_list_lines(const fs::path& list_file);
 // A list file of `IMAGE LABEL` lines relative to `dir` (blank lines and '#' comments skipped).
 std::vector<SamplePaths> read_list(const fs::path& dir, const fs::path& list_file);
 // `dir/images` and `dir/masks`, paired by file stem.

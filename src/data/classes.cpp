@@ -1,5 +1,6 @@
 #include <segnet/data.h>
 #include <segnet/error.h>
+#include <segnet/files.h>
 #include <segnet/model.h>
 
 #include <algorithm>
@@ -57,6 +58,14 @@ std::vector<ClassInfo> read_classes_csv(const fs::path& file) {
   if (classes.empty()) throw Error(file, "no classes");
   if (static_cast<int64_t>(classes.size()) >= kMaxClasses) throw Error(file, "too many classes (at most 254)");
   return classes;
+}
+
+void write_classes_csv(const fs::path& file, const std::vector<ClassInfo>& classes) {
+  std::string text = "id,name,r,g,b\n";
+  for (size_t i = 0; i < classes.size(); ++i)
+    text += std::to_string(i) + "," + classes[i].name + "," + std::to_string(classes[i].rgb[0]) + "," +
+            std::to_string(classes[i].rgb[1]) + "," + std::to_string(classes[i].rgb[2]) + "\n";
+  write_text(file, text);
 }
 
 std::vector<ClassInfo> default_classes(int64_t count) {

@@ -25,31 +25,6 @@ void refuse_existing_dataset(const fs::path& out) {
     if (fs::exists(out / name)) throw Error(out / name, "already exists (convert writes a new dataset only)");
 }
 
-std::string classes_csv(const std::vector<ClassInfo>& classes) {
-  std::string text = "id,name,r,g,b\n";
-  for (size_t i = 0; i < classes.size(); ++i)
-    text += std::to_string(i) + "," + classes[i].name + "," + std::to_string(classes[i].rgb[0]) + "," +
-            std::to_string(classes[i].rgb[1]) + "," + std::to_string(classes[i].rgb[2]) + "\n";
-  return text;
-}
-
-// A list file's lines split into whitespace-separated fields, with their numbers; blank lines and
-// '#' comments skipped.
-std::vector<std::pair<int, std::vector<std::string>>> list_lines(const fs::path& list) {
-  std::ifstream in(list);
-  if (!in) throw Error(list, "cannot open list file");
-  std::vector<std::pair<int, std::vector<std::string>>> lines;
-  std::string line;
-  for (int number = 1; std::getline(in, line); ++number) {
-    std::stringstream ss(line);
-    std::vector<std::string> fields;
-    for (std::string f; ss >> f;) fields.push_back(f);
-    if (!fields.empty() && fields[0][0] != '#') lines.emplace_back(number, std::move(fields));
-  }
-  if (lines.empty()) throw Error(list, "list is empty");
-  return lines;
-}
-
 std::string at_line(int number) { return "line " + std::to_string(number) + ": "; }
 
 // Image and label of a sample as written in a list; the label may already be relative to the output.
@@ -119,7 +94,7 @@ std::optional<fs::path> camvid_path(const std::string& field) {
 List read_camvid_list(const fs::path& dir, const std::string& name) {
   const fs::path list = dir / name;
   List result{name, {}};
-  for (const auto& [number, fields] : list_lines(list)) {
+  for (const auto& [number, fields] : read_list_lines(list)) {
     if (fields.size() != 2)
       throw Error(list, at_line(number) + "expected 'IMAGE LABEL', got " + std::to_string(fields.size()) + " fields");
     fs::path paths[2];
@@ -293,7 +268,7 @@ fs::path voc_folder(const fs::path& source) {
 List read_voc_list(const fs::path& dir, const std::string& name) {
   const fs::path list = dir / "ImageSets" / "Segmentation" / name;
   List result{name, {}};
-  for (const auto& [number, fields] : list_lines(list)) {
+  for (const auto& [number, fields] : read_list_lines(list)) {
     if (fields.size() != 1) throw Error(list, at_line(number) + "expected one image id");
     const fs::path image = dir / "JPEGImages" / (fields[0] + ".jpg"), label = dir / "SegmentationClass" / (fields[0] + ".png");
     for (const auto& file : {image, label})
@@ -309,7 +284,7 @@ void write_dataset(const std::vector<std::pair<fs::path, std::string>>& lists, c
                    const fs::path& out) {
   ensure_output_folder(out);
   for (const auto& [file, text] : lists) write_text(file, text);
-  write_text(out / "classes.csv", classes_csv(classes));  // last: its presence marks a complete conversion
+  write_classes_csv(out / "classes.csv", classes);  // last: its presence marks a complete conversion
 }
 
 ConversionReport report_of(const std::vector<List>& lists, int64_t classes) {

@@ -16,14 +16,6 @@
 
 namespace segnet {
 
-namespace {
-
-struct ListLine {
-  int number;
-  std::vector<std::string> fields;
-};
-
-// The lines of a list file split into whitespace-separated fields; blank lines and '#' comments skipped.
 std::vector<ListLine> read_list_lines(const fs::path& list_file) {
   std::ifstream in(list_file);
   if (!in) throw Error(list_file, "cannot open list file");
@@ -38,8 +30,6 @@ std::vector<ListLine> read_list_lines(const fs::path& list_file) {
   if (lines.empty()) throw Error(list_file, "list is empty");
   return lines;
 }
-
-}  // namespace
 
 std::vector<SamplePaths> read_list(const fs::path& dir, const fs::path& list_file) {
   std::vector<SamplePaths> samples;
@@ -259,18 +249,35 @@ cv::Mat map_stored_ids(const fs::path& file, const cv::Mat& raw, const LabelSpec
       table[v] = static_cast<int16_t>(kIgnoreLabel);
     }
   }
+  // Every value the image holds must mean something; the first that does not is reported with its pixel.
+  const auto report = [&](int v) {
+    cv::Mat where;
+    cv::findNonZero(raw == v, where);
+    const cv::Point at = where.at<cv::Point>(0);
+    const std::string expected = !spec.value_map.empty() ? "it is not in the label map"
+                                 : spec.binary ? "neither a class (0, or 1/255) nor void"
+                                               : "neither a class (0.." + std::to_string(spec.num_classes - 1) + ") nor void";
+    throw Error(file, "label value " + std::to_string(v) + " at " + pixel_at(at.y, at.x) + ": " + expected);
+  };
   cv::Mat ids(raw.size(), CV_8UC1);
+  if (raw.depth() == CV_8U) {
+    int64_t histogram[256] = {0};
+    for (int r = 0; r < raw.rows; ++r)
+      for (const uint8_t* p = raw.ptr<uint8_t>(r); p != raw.ptr<uint8_t>(r) + raw.cols; ++p) ++histogram[*p];
+    cv::Mat lut(1, 256, CV_8U);
+    for (int v = 0; v < 256; ++v) {
+      if (histogram[v] && table[v] == kNotALabel) report(v);
+      lut.at<uint8_t>(v) = static_cast<uint8_t>(table[v]);
+    }
+    cv::LUT(raw, lut, ids);
+    return ids;
+  }
   for (int r = 0; r < raw.rows; ++r) {
+    const uint16_t* in = raw.ptr<uint16_t>(r);
     uint8_t* out = ids.ptr<uint8_t>(r);
     for (int c = 0; c < raw.cols; ++c) {
-      const int v = raw.depth() == CV_16U ? raw.ptr<uint16_t>(r)[c] : raw.ptr<uint8_t>(r)[c];
-      if (table[v] == kNotALabel) {
-        const std::string expected = !spec.value_map.empty() ? "it is not in the label map"
-                                     : spec.binary ? "neither a class (0, or 1/255) nor void"
-                                                   : "neither a class (0.." + std::to_string(spec.num_classes - 1) + ") nor void";
-        throw Error(file, "label value " + std::to_string(v) + " at " + pixel_at(r, c) + ": " + expected);
-      }
-      out[c] = static_cast<uint8_t>(table[v]);
+      if (table[in[c]] == kNotALabel) report(in[c]);
+      out[c] = static_cast<uint8_t>(table[in[c]]);
     }
   }
   return ids;

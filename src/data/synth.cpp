@@ -117,14 +117,8 @@ void synthesize_dataset(const SynthOptions& options) {
     write_png(options.out / labels / name, label);
     (val ? val_list : train_list) << images << name << ' ' << labels << name << '\n';
   }
-  std::ofstream csv(options.out / "classes.csv");
-  csv << "id,name,r,g,b\n";
-  const std::vector<ClassInfo> classes =
-      options.binary ? std::vector<ClassInfo>{{"background", {0, 0, 0}}, {"shape", {255, 40, 40}}} : kSynthClasses;
-  for (size_t c = 0; c < classes.size(); ++c)
-    csv << c << ',' << classes[c].name << ',' << int(classes[c].rgb[0]) << ',' << int(classes[c].rgb[1]) << ','
-        << int(classes[c].rgb[2]) << '\n';
-  if (!csv) throw Error(options.out / "classes.csv", "cannot write");
+  write_classes_csv(options.out / "classes.csv",
+                    options.binary ? std::vector<ClassInfo>{{"background", {0, 0, 0}}, {"shape", {255, 40, 40}}} : kSynthClasses);
 }
 
 }  // namespace segnet
