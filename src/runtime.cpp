@@ -6,11 +6,14 @@
 #include <torch/cuda.h>
 #include <torch/utils.h>
 
+#include <cstdlib>
 #include <thread>
 
 namespace segnet {
 
 void set_threads(int n) {
+  // Launchers that start several processes per machine (torchrun) give each its share this way.
+  if (const char* omp = std::getenv("OMP_NUM_THREADS"); n <= 0 && omp) n = std::atoi(omp);
   if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   torch::set_num_threads(n);
   cv::setNumThreads(n);

@@ -74,20 +74,24 @@ std::vector<int64_t> sample_order(const std::vector<Batch>& batches) {
   return order;
 }
 
+// Every micro-batch of an epoch, in order.
 std::vector<Batch> run_epoch(const BatchLoader& loader, uint64_t seed) {
   auto epoch = loader.epoch(seed);
   std::vector<Batch> batches;
-  Batch b;
-  while (epoch.next(b)) batches.push_back(b);
+  for (LoaderStep step; epoch.next(step);)
+    batches.insert(batches.end(), step.micro_batches.begin(), step.micro_batches.end());
   return batches;
 }
 
-BatchLoader make_loader(const fs::path& dir) {
+BatchLoader make_loader(const fs::path& dir, int64_t slots = 1, int64_t first_slot = 0, int64_t local_slots = 1) {
   BatchLoader::Options options;
   options.size = {16, 20};
   options.batch_size = 2;
   options.shuffle = true;
   options.flip = true;
+  options.slots = slots;
+  options.first_slot = first_slot;
+  options.local_slots = local_slots;
   return BatchLoader(find_samples(dir, "list.txt"), make_label_spec(kLoaderClasses, std::nullopt), Normalization{},
                      options);
 }
@@ -99,7 +103,7 @@ TEST(BatchLoader, EpochYieldsBatchesOfResizedTensorsWithVoidAsIgnoreLabel) {
   write_loader_dataset(dir.path);
   const BatchLoader loader = make_loader(dir.path);
   ASSERT_EQ(loader.samples().size(), static_cast<size_t>(kLoaderSamples));
-  EXPECT_EQ(loader.batches_per_epoch(), 3);
+  EXPECT_EQ(loader.steps_per_epoch(), 3);
 
   const auto batches = run_epoch(loader, 3);
   ASSERT_EQ(batches.size(), 3u);
@@ -136,6 +140,45 @@ TEST(BatchLoader, EverySampleAppearsExactlyOncePerEpoch) {
     std::sort(order.begin(), order.end());
     EXPECT_EQ(order, std::vector<int64_t>({0, 1, 2, 3, 4})) << "seed " << seed;
   }
+}
+
+// Two processes loading one slot each see the micro-batches one process accumulating both sees.
+TEST(BatchLoader, ProcessesLoadingOneSlotEachSeeWhatOneProcessLoadingBothSees) {
+  TempDir dir;
+  write_loader_dataset(dir.path);  // 5 samples: a step of 2 slots x 2 images, then 1 image < 2 slots
+  const BatchLoader both = make_loader(dir.path, 2, 0, 2), first = make_loader(dir.path, 2, 0, 1),
+                    second = make_loader(dir.path, 2, 1, 1);
+  for (const BatchLoader* loader : {&both, &first, &second}) EXPECT_EQ(loader->steps_per_epoch(), 1);
+  for (uint64_t seed : {5, 6}) {
+    const auto all = run_epoch(both, seed), a = run_epoch(first, seed), b = run_epoch(second, seed);
+    ASSERT_EQ(all.size(), 2u);
+    ASSERT_EQ(a.size(), 1u);
+    ASSERT_EQ(b.size(), 1u);
+    EXPECT_TRUE(torch::equal(all[0].images, a[0].images) && torch::equal(all[0].labels, a[0].labels));
+    EXPECT_TRUE(torch::equal(all[1].images, b[0].images) && torch::equal(all[1].labels, b[0].labels));
+    // The step's 4 images are the shuffled order's first 4, flipped as one process would flip them.
+    const auto alone = sample_order(run_epoch(make_loader(dir.path), seed));
+    auto shared = sample_order(all);
+    EXPECT_EQ(shared, std::vector<int64_t>(alone.begin(), alone.begin() + 4)) << "seed " << seed;
+    const auto single = run_epoch(make_loader(dir.path), seed);
+    EXPECT_TRUE(torch::equal(torch::cat({all[0].images, all[1].images}), torch::cat({single[0].images, single[1].images})));
+  }
+}
+
+// A last step smaller than slots x batch is shared out evenly; every slot gets at least one image.
+TEST(BatchLoader, ShortLastStepIsSharedOutEvenlyOverTheSlots) {
+  TempDir dir;
+  write_loader_dataset(dir.path);  // 5 samples, 3 slots x 2: one step of 5 images, as 1 + 2 + 2
+  const BatchLoader loader = make_loader(dir.path, 3, 0, 3);
+  auto epoch = loader.epoch(1);
+  LoaderStep step;
+  ASSERT_TRUE(epoch.next(step));
+  EXPECT_EQ(step.images, 5);
+  ASSERT_EQ(step.micro_batches.size(), 3u);
+  EXPECT_EQ(step.micro_batches[0].images.size(0), 1);
+  EXPECT_EQ(step.micro_batches[1].images.size(0), 2);
+  EXPECT_EQ(step.micro_batches[2].images.size(0), 2);
+  EXPECT_FALSE(epoch.next(step));
 }
 
 TEST(BatchLoader, SameSeedGivesIdenticalBatches) {

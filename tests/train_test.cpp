@@ -343,17 +343,18 @@ TEST(PseudoLabelStep, LeavesBatchNormRunningStatisticsToTheLabelledBatch) {
   torch::manual_seed(3);
   const SegNetOptions options(Model::SegNetBasic, 3);
   SegNet plain(options), with_pseudo = copy_model(plain);
-  Batch labelled{torch::randn({2, 3, 16, 16}), torch::randint(0, 3, {2, 16, 16}, torch::kLong)};
-  PseudoLabelStep pseudo{copy_model(plain), {torch::randn({2, 3, 16, 16}) * 3 + 2, {}}, 1.0, 0.0, 0.99};
-  pseudo.teacher->eval();
+  const LoaderStep labelled{{{torch::randn({2, 3, 16, 16}), torch::randint(0, 3, {2, 16, 16}, torch::kLong)}}, 2};
+  std::vector<PseudoLabelStep> pseudo{{copy_model(plain), {torch::randn({2, 3, 16, 16}) * 3 + 2, {}}, 1.0, 0.0}};
+  pseudo[0].teacher->eval();
   const Objective objective{Task::Multiclass, Loss::CrossEntropy, torch::ones({3})};
   for (SegNet* model : {&plain, &with_pseudo}) {
     (*model)->train();
     torch::optim::SGD optimizer((*model)->parameters(), torch::optim::SGDOptions(0.01));
-    train_step(*model, optimizer, labelled, objective, Precision::Float32, torch::kCPU,
+    DataParallel alone(*model, nullptr, 1, {});
+    train_step(*model, optimizer, labelled, objective, Precision::Float32, torch::kCPU, alone, 0,
                model == &with_pseudo ? &pseudo : nullptr);
   }
-  EXPECT_EQ(pseudo.confident_fraction, 1.0);  // threshold 0: the student did learn from the strong view
+  EXPECT_EQ(pseudo[0].confident_fraction, 1.0);  // threshold 0: the student did learn from the strong view
   const auto a = plain->named_buffers(), b = with_pseudo->named_buffers();
   for (const auto& buffer : a)
     if (buffer.key().find("running") != std::string::npos)
@@ -368,7 +369,7 @@ TEST(PseudoLabelStep, LeavesBatchNormRunningStatisticsToTheLabelledBatch) {
 TEST(PseudoLabelStep, PseudoLabelTermIgnoresTheClassWeights) {
   torch::manual_seed(4);
   const SegNet start(SegNetOptions(Model::SegNetBasic, 3));
-  const Batch labelled{torch::randn({2, 3, 16, 16}), torch::randint(0, 3, {2, 16, 16}, torch::kLong)};
+  const LoaderStep labelled{{{torch::randn({2, 3, 16, 16}), torch::randint(0, 3, {2, 16, 16}, torch::kLong)}}, 2};
   const auto unlabeled = torch::randn({2, 3, 16, 16});
   // A teacher whose labels mix the classes (else any weighting of them averages out): its classifier's
   // bias centres each class's logits on this batch.
@@ -387,13 +388,15 @@ TEST(PseudoLabelStep, PseudoLabelTermIgnoresTheClassWeights) {
     SegNet model = copy_model(start), probe = copy_model(start);
     model->train();
     probe->train();
-    const double labelled_loss = segmentation_loss(probe->forward(labelled.images), labelled.labels, objective).item<double>();
-    PseudoLabelStep pseudo{copy_model(teacher), {unlabeled, {}}, 1.0, 1e-6, 0.99};
-    pseudo.teacher->eval();
+    const Batch& batch = labelled.micro_batches[0];
+    const double labelled_loss = segmentation_loss(probe->forward(batch.images), batch.labels, objective).item<double>();
+    std::vector<PseudoLabelStep> pseudo{{copy_model(teacher), {unlabeled, {}}, 1.0, 1e-6}};
+    pseudo[0].teacher->eval();
     torch::optim::SGD optimizer(model->parameters(), torch::optim::SGDOptions(0.01));
-    torch::manual_seed(9);  // the same strong view for both weightings
-    const double loss = train_step(model, optimizer, labelled, objective, Precision::Float32, torch::kCPU, &pseudo);
-    ASSERT_EQ(pseudo.confident_fraction, 1.0);
+    DataParallel alone(model, nullptr, 1, {});
+    // The same step seed: the same strong view for both weightings.
+    const double loss = train_step(model, optimizer, labelled, objective, Precision::Float32, torch::kCPU, alone, 9, &pseudo).loss;
+    ASSERT_EQ(pseudo[0].confident_fraction, 1.0);
     pseudo_terms.push_back(loss - labelled_loss);
   }
   EXPECT_GT(pseudo_terms[0], 0.1);

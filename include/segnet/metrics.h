@@ -12,6 +12,8 @@ namespace segnet {
 class ConfusionMatrix {
  public:
   explicit ConfusionMatrix(int64_t num_classes);
+  // From counts() of another matrix (e.g. summed over processes).
+  ConfusionMatrix(int64_t num_classes, std::vector<int64_t> counts);
 
   // `prediction` and `target` hold class ids of the same shape; target pixels that are not a class
   // (kIgnoreLabel) are skipped.

@@ -37,6 +37,35 @@ struct PseudoLabelOptions {
   double ema_decay = 0.99;          // in [0, 1): teacher = decay * teacher + (1 - decay) * student, per step
 };
 
+// Data-parallel training over several processes, on one machine or many, through PyTorch's distributed
+// engine (c10d): Gloo on CPUs, NCCL for CUDA models where this LibTorch has it. Every process runs
+// train() with the same options; together they compute what one process computes with
+// `accumulate` = world_size x its own (same weights, same batch-norm statistics).
+struct DistributedOptions {
+  int64_t world_size = 1;  // processes; 1 = this process alone (nothing below is used)
+  int64_t rank = 0;        // this process, 0 .. world_size - 1; rank 0 alone writes the run folder
+  std::string master_addr = "127.0.0.1";  // where the rendezvous store is served
+  int64_t master_port = 29500;
+  // torchrun's agent already serves the store on master_port (TORCHELASTIC_USE_AGENT_STORE): every
+  // process is a client, and keys live under /worker/attempt_<restart_count>. Otherwise rank 0 serves it.
+  bool agent_store = false;
+  int64_t restart_count = 0;
+  // Bound on every wait for the other processes (connecting, each collective): a process that died or
+  // hangs makes the others fail with an Error after at most this long, never hang.
+  double timeout_seconds = 300;
+  // Gradients are all-reduced in buckets of about this size as soon as the backward pass has
+  // produced them, overlapping communication with the rest of the backward pass; false: all buckets
+  // after the backward pass (slower; kept to measure what overlapping gains).
+  double bucket_megabytes = 4;
+  bool overlap = true;
+};
+
+// The rendezvous torchrun (and Slurm or Kubernetes launchers that mimic it) describes in the
+// environment: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT, TORCHELASTIC_USE_AGENT_STORE and
+// TORCHELASTIC_RESTART_COUNT. world_size 1 when WORLD_SIZE is unset; an Error naming the variable
+// when one is malformed.
+DistributedOptions distributed_from_environment();
+
 struct TrainOptions {
   std::filesystem::path data;         // dataset folder: list files, or images/ and masks/
   std::string train_list = "train.txt";
@@ -50,7 +79,12 @@ struct TrainOptions {
   std::optional<Loss> loss;           // default: cross-entropy (multi-class), binary cross-entropy (binary)
   Size2 size{360, 480};               // images are resized to it (labels by nearest neighbour)
   int64_t epochs = 100;
+  // Images per micro-batch of each process: an optimizer step averages the gradients of `accumulate`
+  // micro-batches on each of the distributed.world_size processes (batch x accumulate x world_size images).
   int64_t batch = 4;
+  // Micro-batches per optimizer step on this process; batch-norm running statistics are updated as
+  // `accumulate` processes' would be after averaging. For a large effective batch in little memory.
+  int64_t accumulate = 1;
   Optimizer optimizer = Optimizer::Sgd;
   std::optional<double> lr;           // default 0.01 for SGD, 0.001 for Adam
   // Poly decays the rate per step to 0 at the last epoch, so that the last epochs settle instead of
@@ -67,6 +101,7 @@ struct TrainOptions {
   std::filesystem::path out;           // run folder: metrics.csv, last.pt, best.pt
   bool resume = false;                 // continue the run in `out`: same options (config.json) but `epochs`
   uint64_t seed = 0;
+  DistributedOptions distributed;      // not recorded in config.json, but its world_size, which a resume must keep
   torch::Device device = torch::kCPU;
   Precision precision = Precision::Float32;  // bf16: bf16 compute, fp32 weights and loss
   std::vector<std::string> command_line;     // how the run was started, for config.json; not an option
@@ -89,17 +124,18 @@ struct EpochRecord {
   double train_loss = 0;
   double global_acc = 0, class_avg_acc = 0, miou = 0;  // NaN without a val list
   double seconds = 0;
-  double images_per_s = 0;        // labelled images per second
+  double images_per_s = 0;        // labelled images per second, all processes together
   double data_wait_fraction = 0;  // share of the epoch spent waiting for decoded batches
   double pseudo_confident_fraction = 0;  // share of unlabelled pixels that passed tau; NaN without
+  double allreduce_wait_fraction = 0;    // share of the epoch spent waiting for other processes' gradients
   bool best = false;              // this epoch's model was saved as best.pt
 };
 
 struct StepReport {
   int64_t epoch = 0, epochs = 0;
   int64_t step = 0, steps = 0;  // optimizer steps of this epoch
-  double mean_loss = 0;         // over the epoch so far
-  double images_per_s = 0;
+  double mean_loss = 0;         // over the epoch so far, all processes together
+  double images_per_s = 0;      // all processes together
 };
 
 // What a run tells its caller; each callback is optional.
@@ -112,6 +148,8 @@ struct TrainCallbacks {
 
 // Writes out/config.json (when the run starts), out/metrics.csv (a row per epoch), out/last.pt and out/best.pt (best val mIoU, or last
 // without a val list). Returns the epochs run by this call (none when a resumed run is complete).
+// Distributed (options.distributed.world_size > 1): every process calls it with the same options; rank
+// 0 alone writes into `out`, which a resume reads on every process (a folder every process sees).
 std::vector<EpochRecord> train(const TrainOptions& options, const TrainCallbacks& callbacks = {});
 
 }  // namespace segnet

@@ -89,15 +89,18 @@ BenchResult run_benchmark(const BenchOptions& o) {
   std::function<void()> step;
   std::unique_ptr<torch::optim::SGD> optimizer;
   std::unique_ptr<Segmenter> segmenter;
-  const Batch batch{images, torch::randint(0, o.num_classes, {o.batch, o.size.height, o.size.width}, torch::kLong)};
+  const LoaderStep batch{{{images, torch::randint(0, o.num_classes, {o.batch, o.size.height, o.size.width}, torch::kLong)}},
+                         o.batch};
+  std::unique_ptr<DataParallel> alone;
   const auto weights = torch::ones({o.num_classes}).to(o.device);
   if (o.train) {
     model->to(o.device);
     to_channels_last(*model);
     model->train();
     optimizer = std::make_unique<torch::optim::SGD>(model->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
+    alone = std::make_unique<DataParallel>(model, nullptr, 1, DistributedOptions{});
     const Objective objective{Task::Multiclass, Loss::CrossEntropy, weights};
-    step = [&, objective] { train_step(model, *optimizer, batch, objective, o.precision, o.device); };
+    step = [&, objective] { train_step(model, *optimizer, batch, objective, o.precision, o.device, *alone, 0); };
   } else {
     segmenter = std::make_unique<Segmenter>(info, model, o.device, SegmenterOptions{o.precision});
     step = [&] { segmenter->logits(images).sum().item<float>(); };  // item() waits for the device

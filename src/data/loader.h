@@ -9,45 +9,58 @@
 
 namespace segnet {
 
-// Batches at a fixed size. The order and flips of an epoch depend only on its seed, so a resumed run
-// sees exactly the batches an uninterrupted one would.
+// One optimizer step's micro-batches on this process, and how many images the step has on all.
+struct LoaderStep {
+  std::vector<Batch> micro_batches;
+  int64_t images = 0;
+};
+
+// Steps of batches at a fixed size. An epoch's order and flips depend only on its seed, and a step is
+// cut into `slots` micro-batches the same way whichever process loads which: a resumed run sees exactly
+// the batches an uninterrupted one would, and K processes the ones one process accumulating K would.
 class BatchLoader {
  public:
   struct Options {
     Size2 size;
-    int64_t batch_size = 1;
+    int64_t batch_size = 1;  // images per micro-batch
+    // Micro-batches per step over all processes (accumulate x processes), of which this process loads
+    // first_slot .. first_slot + local_slots - 1. A last step with fewer images than slots is dropped;
+    // one with fewer than slots x batch_size is shared out as evenly as possible.
+    int64_t slots = 1;
+    int64_t first_slot = 0;
+    int64_t local_slots = 1;
     bool shuffle = false;
     bool flip = false;     // random horizontal flip
-    int64_t prefetch = 4;  // batches decoded ahead
+    int64_t prefetch = 4;  // steps decoded ahead
     // Keep resized samples in memory after their first decoding, unless they would take more
     // than 4 GiB (3 image bytes + 1 label byte per pixel).
     bool cache = true;
   };
   BatchLoader(std::vector<SamplePaths> samples, LabelSpec spec, Normalization norm, Options options);
 
-  int64_t batches_per_epoch() const;
+  int64_t steps_per_epoch() const;
   const std::vector<SamplePaths>& samples() const { return samples_; }
 
   class Epoch {
    public:
-    // False once the epoch is exhausted. Rethrows a decoding error of the batch.
-    bool next(Batch& batch) { return batches_->next(batch); }
-    // Seconds the caller spent blocked waiting for a batch.
-    double wait_seconds() const { return batches_->wait_seconds(); }
+    // False once the epoch is exhausted. Rethrows a decoding error of the step.
+    bool next(LoaderStep& step) { return steps_->next(step); }
+    // Seconds the caller spent blocked waiting for a step.
+    double wait_seconds() const { return steps_->wait_seconds(); }
 
    private:
     friend class BatchLoader;
-    std::unique_ptr<Prefetcher<Batch>> batches_;
+    std::unique_ptr<Prefetcher<LoaderStep>> steps_;
   };
   // Must not overlap with another epoch of the same loader (they share the cache).
   Epoch epoch(uint64_t seed) const;
 
  private:
   struct Plan {
-    std::vector<size_t> indices;
-    std::vector<bool> flips;
+    std::vector<std::vector<size_t>> micro_batches;  // sample indices
+    int64_t images = 0;
   };
-  Batch load(const Plan& plan) const;
+  Batch load(const std::vector<size_t>& indices, const std::vector<bool>& flips) const;
   std::vector<SamplePaths> samples_;
   LabelSpec spec_;
   Normalization norm_;

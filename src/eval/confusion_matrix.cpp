@@ -11,6 +11,11 @@ namespace segnet {
 ConfusionMatrix::ConfusionMatrix(int64_t num_classes)
     : num_classes_(num_classes), counts_(static_cast<size_t>(num_classes * num_classes), 0) {}
 
+ConfusionMatrix::ConfusionMatrix(int64_t num_classes, std::vector<int64_t> counts)
+    : num_classes_(num_classes), counts_(std::move(counts)) {
+  TORCH_CHECK(static_cast<int64_t>(counts_.size()) == num_classes * num_classes, "confusion counts of another class count");
+}
+
 void ConfusionMatrix::add(const torch::Tensor& prediction, const torch::Tensor& target) {
   TORCH_CHECK(prediction.sizes() == target.sizes(), "prediction and target shapes differ");
   const auto t = target.reshape(-1).to(torch::kCPU, torch::kLong);

@@ -54,6 +54,7 @@ nlohmann::json options_to_json(const TrainOptions& o) {
           {"size", {o.size.height, o.size.width}},
           {"epochs", o.epochs},
           {"batch", o.batch},
+          {"accumulate", o.accumulate},
           {"optimizer", to_string(o.optimizer)},
           {"lr", optional_value(o.lr)},
           {"lr_schedule", to_string(o.lr_schedule)},
@@ -99,6 +100,7 @@ TrainOptions options_from_json(const nlohmann::json& options, TrainOptions o) {
   if (size.size() == 2) o.size = {size[0], size[1]};
   read(options, "epochs", o.epochs);
   read(options, "batch", o.batch);
+  read(options, "accumulate", o.accumulate);
   if (options.contains("optimizer")) o.optimizer = choice_of<Optimizer>(options, "optimizer");
   optional("lr", o.lr);
   if (options.contains("lr_schedule")) o.lr_schedule = choice_of<LrSchedule>(options, "lr_schedule");
@@ -135,6 +137,7 @@ nlohmann::json run_config(const TrainOptions& o, const ModelInfo& info, const Da
                        {"weight", k < info.class_weights.size() ? info.class_weights[k] : 1.f}});
   return {{"segnet", {{"version", version()}, {"commit", git_commit()}}},
           {"command_line", o.command_line},
+          {"processes", o.distributed.world_size},
           {"options", options_to_json(o)},
           {"dataset",
            {{"train_images", train_images},
@@ -160,6 +163,16 @@ void check_same_options(const std::filesystem::path& config, const nlohmann::jso
   for (const auto& [key, value] : run.items())
     if (key != "epochs" && now.contains(key) && now.at(key) != value)
       throw OptionError(key, "is " + now.at(key).dump() + " here but " + value.dump() + " in the run's " + config.string());
+}
+
+void check_same_processes(const std::filesystem::path& config, int64_t world_size) {
+  std::ifstream in(config);
+  const nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  const int64_t processes = j.is_object() && j.value("processes", nlohmann::json()).is_number_integer() ? j["processes"].get<int64_t>() : 1;
+  if (processes != world_size)
+    throw OptionError("distributed.world_size", "is " + std::to_string(world_size) + " here but the run in " +
+                                                    config.string() + " was trained by " + std::to_string(processes) +
+                                                    " processes (the batch of a step would change)");
 }
 
 void record_epochs(const std::filesystem::path& config, int64_t epochs) {

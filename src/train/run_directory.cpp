@@ -14,13 +14,13 @@ namespace {
 
 constexpr const char* kCsvHeader =
     "epoch,train_loss,val_global_acc,val_class_avg_acc,val_miou,seconds,images_per_s,data_wait_fraction,"
-    "pseudo_confident_fraction";
+    "pseudo_confident_fraction,allreduce_wait_fraction";
 
 std::string format_row(const EpochRecord& r) {
   std::ostringstream s;
   s << r.epoch << ',' << std::setprecision(6) << r.train_loss << ',' << r.global_acc << ',' << r.class_avg_acc << ','
     << r.miou << ',' << std::setprecision(4) << r.seconds << ',' << r.images_per_s << ',' << r.data_wait_fraction << ','
-    << r.pseudo_confident_fraction;
+    << r.pseudo_confident_fraction << ',' << r.allreduce_wait_fraction;
   return s.str();
 }
 
@@ -51,7 +51,7 @@ void RunDirectory::create(const nlohmann::json& config) const {
 
 CheckpointReader RunDirectory::resume(const TrainOptions& o) const {
   const auto run_options = read_run_options(config());
-  if (run_options) check_same_options(config(), *run_options, o);
+  if (run_options) check_same_options(config(), *run_options, o), check_same_processes(config(), o.distributed.world_size);
   CheckpointReader ck(last());
   const ModelInfo& info = ck.info();
   if (info.model != o.model || info.task != o.task || info.upsampling != o.upsampling || info.dilation != o.dilation)
@@ -63,9 +63,13 @@ CheckpointReader RunDirectory::resume(const TrainOptions& o) const {
   if (ck.has_teacher() != !o.pseudo.unlabeled.empty())
     throw Error(last(), ck.has_teacher() ? "is a pseudo-label run: resume it with its unlabelled images"
                                          : "holds no pseudo-label teacher: the run was not started with unlabelled images");
-  truncate_metrics(metrics(), ck.state().epoch);
-  if (run_options && run_options->value("epochs", o.epochs) != o.epochs) record_epochs(config(), o.epochs);
   return ck;
+}
+
+void RunDirectory::rewind(int64_t epoch, int64_t epochs) const {
+  truncate_metrics(metrics(), epoch);
+  const auto run_options = read_run_options(config());
+  if (run_options && run_options->value("epochs", epochs) != epochs) record_epochs(config(), epochs);
 }
 
 void RunDirectory::record(const EpochRecord& r, const ModelInfo& info, const TrainState& state, SegNet& model,

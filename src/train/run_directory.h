@@ -20,9 +20,12 @@ class RunDirectory {
   // A new run: refuses an existing one, then creates the folder and writes config.json.
   void create(const nlohmann::json& config) const;
   // The run to continue: last.pt, checked against `options` (every option of config.json where the run
-  // has one; model, task, decoder, dilation, optimizer, pseudo-labels in any case); metrics.csv loses
-  // rows of epochs after the checkpoint's.
+  // has one, and the number of processes; model, task, decoder, dilation, optimizer, pseudo-labels in
+  // any case). Changes nothing.
   CheckpointReader resume(const TrainOptions& options) const;
+  // Before a resumed run goes on from `epoch`: metrics.csv loses rows of later epochs, and config.json
+  // records the new epoch count.
+  void rewind(int64_t epoch, int64_t epochs) const;
 
   // Appends the epoch's row, saves last.pt and, when `record.best`, best.pt.
   void record(const EpochRecord& record, const ModelInfo& info, const TrainState& state, SegNet& model,

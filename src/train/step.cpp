@@ -6,22 +6,35 @@
 
 namespace segnet {
 
-double train_step(SegNet& model, torch::optim::Optimizer& optimizer, const Batch& batch, const Objective& objective,
-                  Precision precision, torch::Device device, PseudoLabelStep* pseudo) {
-  // Gradients are dropped rather than zeroed, so that no gradient memory is held through the
-  // forward pass (LibTorch 1.13's zero_grad() keeps and zeroes them).
-  for (auto& p : model->parameters()) p.mutable_grad().reset();
-  torch::Tensor logits;
-  {
-    AutocastGuard autocast(precision, device);
-    logits = model->forward(batch.images.to(device).contiguous(at::MemoryFormat::ChannelsLast));
+DataParallel::StepTotals train_step(SegNet& model, torch::optim::Optimizer& optimizer, const LoaderStep& step,
+                                    const Objective& objective, Precision precision, torch::Device device,
+                                    DataParallel& parallel, uint64_t step_seed, std::vector<PseudoLabelStep>* pseudo) {
+  parallel.begin_step();
+  for (int64_t k = 0; k < static_cast<int64_t>(step.micro_batches.size()); ++k) {
+    const Batch& batch = step.micro_batches[static_cast<size_t>(k)];
+    parallel.begin_micro_batch(k);
+    torch::manual_seed(step_seed * 1000003 + static_cast<uint64_t>(parallel.slot(k)));
+    torch::Tensor logits;
+    {
+      AutocastGuard autocast(precision, device);
+      logits = model->forward(batch.images.to(device).contiguous(at::MemoryFormat::ChannelsLast));
+    }
+    auto loss = segmentation_loss(logits.to(torch::kFloat), batch.labels.to(device), objective);
+    double confident = 0;
+    if (pseudo) {
+      PseudoLabelStep& unlabeled = pseudo->at(static_cast<size_t>(k));
+      loss = loss + pseudo_label_loss(model, unlabeled, objective, precision, device);
+      confident = unlabeled.confident_fraction;
+    }
+    // Each micro-batch counts by its share of the step's images, on whichever process it runs.
+    const double share = static_cast<double>(batch.images.size(0)) / static_cast<double>(step.images);
+    if (share != 1) loss = loss * share;
+    parallel.end_forward(k, loss.item<double>(), confident);
+    loss.backward();
   }
-  auto loss = segmentation_loss(logits.to(torch::kFloat), batch.labels.to(device), objective);
-  if (pseudo) loss = loss + pseudo_label_loss(model, *pseudo, objective, precision, device);
-  loss.backward();
+  const DataParallel::StepTotals totals = parallel.finish_step();
   optimizer.step();
-  if (pseudo) ema_update(pseudo->teacher, model, pseudo->ema_decay);
-  return loss.item<double>();
+  return totals;
 }
 
 }  // namespace segnet

@@ -1,5 +1,6 @@
 #include "train/teacher.h"
 
+#include <segnet/error.h>
 #include <segnet/predict.h>
 #include <segnet/runtime.h>
 #include <segnet/segmenter.h>
@@ -74,26 +75,31 @@ void ema_update(SegNet& teacher, SegNet& student, double decay) {
 
 PseudoLabelTeacher::PseudoLabelTeacher(const PseudoLabelOptions& options, BatchLoader unlabeled, SegNet teacher,
                                        torch::Device device)
-    : options_(options), loader_(std::move(unlabeled)),
-      step_{std::move(teacher), {}, 0.0, options.threshold, options.ema_decay} {
-  step_.teacher->to(device);
-  to_channels_last(*step_.teacher);
-  step_.teacher->eval();
+    : options_(options), loader_(std::move(unlabeled)), teacher_(std::move(teacher)) {
+  if (loader_.steps_per_epoch() == 0)
+    throw OptionError("pseudo.unlabeled", "has " + std::to_string(loader_.samples().size()) +
+                                              " images, fewer than the micro-batches of a step (accumulate x processes)");
+  teacher_->to(device);
+  to_channels_last(*teacher_);
+  teacher_->eval();
 }
 
 void PseudoLabelTeacher::begin_epoch(uint64_t epoch_seed) {
   epoch_seed_ = epoch_seed;
   cycle_ = 0;
-  batches_.reset();
+  steps_.reset();
 }
 
-PseudoLabelStep& PseudoLabelTeacher::next_step(double progress_epochs) {
-  while (!batches_ || !batches_->next(step_.unlabeled)) {
-    batches_.reset();  // an epoch's loader must end before the next begins
-    batches_.emplace(loader_.epoch(epoch_seed_ * 7919 + cycle_++));
+std::vector<PseudoLabelStep>& PseudoLabelTeacher::begin_step(double progress_epochs) {
+  while (!steps_ || !steps_->next(unlabeled_)) {
+    steps_.reset();  // an epoch's loader must end before the next begins
+    steps_.emplace(loader_.epoch(epoch_seed_ * 7919 + cycle_++));
   }
-  step_.weight = options_.weight * rampup(progress_epochs, options_.rampup_epochs);
-  return step_;
+  const double weight = options_.weight * rampup(progress_epochs, options_.rampup_epochs);
+  micro_batches_.clear();
+  for (const Batch& batch : unlabeled_.micro_batches)
+    micro_batches_.push_back({teacher_, batch, weight, options_.threshold});
+  return micro_batches_;
 }
 
 }  // namespace segnet

@@ -11,13 +11,12 @@
 
 namespace segnet {
 
-// The unlabelled half of a semi-supervised step.
+// The unlabelled half of a semi-supervised micro-batch.
 struct PseudoLabelStep {
   SegNet teacher;   // eval mode; updated as an EMA of the student after the step
   Batch unlabeled;  // weak view: resized, randomly flipped
   double weight = 1.0;
   double threshold = 0.9;
-  double ema_decay = 0.99;
   double confident_fraction = 0;  // set by the step
 };
 
@@ -31,23 +30,29 @@ torch::Tensor pseudo_label_loss(SegNet& student, PseudoLabelStep& step, const Ob
 // teacher = decay * teacher + (1 - decay) * student; buffers (batch-norm statistics) copied.
 void ema_update(SegNet& teacher, SegNet& student, double decay);
 
-// The stream of unlabelled batches and lambda's ramp, for train().
+// The stream of unlabelled batches and lambda's ramp, for train(). The unlabelled loader has the
+// labelled one's slots, so that every micro-batch has an unlabelled micro-batch of its own.
 class PseudoLabelTeacher {
  public:
   PseudoLabelTeacher(const PseudoLabelOptions& options, BatchLoader unlabeled, SegNet teacher, torch::Device device);
-  // Unlabelled batches cycle through their own shuffles, seeded by the epoch's seed and the cycle.
+  // Unlabelled steps cycle through their own shuffles, seeded by the epoch's seed and the cycle.
   void begin_epoch(uint64_t epoch_seed);
-  // The next unlabelled batch, with lambda at `progress_epochs` (fractional epochs done).
-  PseudoLabelStep& next_step(double progress_epochs);
-  SegNet& model() { return step_.teacher; }
+  // The unlabelled halves of this process's micro-batches of the next step, with lambda at
+  // `progress_epochs` (fractional epochs done).
+  std::vector<PseudoLabelStep>& begin_step(double progress_epochs);
+  // After the optimizer step: the teacher moves towards the student (ema_update).
+  void follow(SegNet& student) { ema_update(teacher_, student, options_.ema_decay); }
+  SegNet& model() { return teacher_; }
 
  private:
   PseudoLabelOptions options_;
   BatchLoader loader_;
-  PseudoLabelStep step_;
+  SegNet teacher_;
+  std::vector<PseudoLabelStep> micro_batches_;
+  LoaderStep unlabeled_;
   uint64_t epoch_seed_ = 0;
   int64_t cycle_ = 0;
-  std::optional<BatchLoader::Epoch> batches_;
+  std::optional<BatchLoader::Epoch> steps_;
 };
 
 }  // namespace segnet

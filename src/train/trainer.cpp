@@ -7,7 +7,9 @@
 
 #include "common/clock.h"
 #include "data/loader.h"
+#include "distributed/process_group.h"
 #include "train/config.h"
+#include "train/data_parallel.h"
 #include "train/losses.h"
 #include "train/run_directory.h"
 #include "train/schedule.h"
@@ -93,6 +95,20 @@ std::vector<SamplePaths> validation_samples(const TrainOptions& o) {
   return read_list(o.data, list);
 }
 
+// Every process of a distributed run must train the same run: an Error on all of them naming the first
+// option that differs from rank 0's.
+void check_same_options_everywhere(ProcessGroup& group, const TrainOptions& o) {
+  const auto all = group.exchange("options", options_to_json(o).dump());
+  const nlohmann::json first = nlohmann::json::parse(all[0]);
+  for (size_t r = 1; r < all.size(); ++r) {
+    const nlohmann::json other = nlohmann::json::parse(all[r]);
+    for (const auto& [key, value] : first.items())
+      if (other.value(key, nlohmann::json()) != value)
+        throw OptionError(key, "differs between the processes: " + value.dump() + " on rank 0, " +
+                                   other.value(key, nlohmann::json()).dump() + " on rank " + std::to_string(r));
+  }
+}
+
 struct NewRun {
   Checkpoint start;
   DatasetStatistics stats;
@@ -124,35 +140,39 @@ NewRun new_run(const TrainOptions& o, const std::vector<SamplePaths>& train_samp
 
 struct EpochResult {
   double loss_sum = 0, confident_sum = 0;
-  int64_t images = 0, steps = 0;
-  double wait_seconds = 0;
+  int64_t images = 0, steps = 0;  // images of all processes
+  double wait_seconds = 0, allreduce_seconds = 0;
 };
 
 EpochResult train_epoch(const TrainOptions& o, int64_t epoch, SegNet& model, torch::optim::Optimizer& optimizer,
-                        const BatchLoader& loader, const Objective& objective, PseudoLabelTeacher* teacher,
-                        const TrainCallbacks& callbacks) {
+                        const BatchLoader& loader, const Objective& objective, DataParallel& parallel,
+                        PseudoLabelTeacher* teacher, const TrainCallbacks& callbacks) {
   const auto start = std::chrono::steady_clock::now();
+  const double allreduce_before = parallel.wait_seconds();
   const uint64_t seed = epoch_seed(o.seed, epoch);
-  torch::manual_seed(seed);
   model->train();
   if (teacher) teacher->begin_epoch(seed);
-  const int64_t steps = loader.batches_per_epoch();
+  const int64_t steps = loader.steps_per_epoch();
   EpochResult r;
   auto batches = loader.epoch(seed);
-  for (Batch batch; batches.next(batch);) {
+  for (LoaderStep step; batches.next(step);) {
     const double lr = scheduled_lr(o.lr_schedule, base_lr(o), (epoch - 1) * steps + r.steps, o.epochs * steps);
     for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
-    PseudoLabelStep* pseudo = teacher ? &teacher->next_step(epoch - 1 + double(r.steps) / steps) : nullptr;
-    const double loss = train_step(model, optimizer, batch, objective, o.precision, o.device, pseudo);
-    if (!std::isfinite(loss)) throw Error("training diverged (loss " + std::to_string(loss) + "); lower the learning rate");
-    if (pseudo) r.confident_sum += pseudo->confident_fraction;
-    r.loss_sum += loss * batch.images.size(0);
-    r.images += batch.images.size(0);
+    auto* pseudo = teacher ? &teacher->begin_step(epoch - 1 + double(r.steps) / steps) : nullptr;
+    const auto totals = train_step(model, optimizer, step, objective, o.precision, o.device, parallel,
+                                   seed * 7919 + static_cast<uint64_t>(r.steps), pseudo);
+    if (teacher) teacher->follow(model);
+    if (!std::isfinite(totals.loss))
+      throw Error("training diverged (loss " + std::to_string(totals.loss) + "); lower the learning rate");
+    r.confident_sum += totals.confident_fraction;
+    r.loss_sum += totals.loss * step.images;
+    r.images += step.images;
     ++r.steps;
     if (callbacks.step)
       callbacks.step({epoch, o.epochs, r.steps, steps, r.loss_sum / r.images, r.images / seconds_since(start)});
   }
   r.wait_seconds = batches.wait_seconds();
+  r.allreduce_seconds = parallel.wait_seconds() - allreduce_before;
   return r;
 }
 
@@ -163,13 +183,24 @@ EpochRecord record_of(int64_t epoch, const EpochResult& e, double train_seconds,
   r.images_per_s = e.images / train_seconds;
   r.data_wait_fraction = e.wait_seconds / train_seconds;
   r.pseudo_confident_fraction = pseudo_labels ? e.confident_sum / e.steps : std::nan("");
+  r.allreduce_wait_fraction = e.allreduce_seconds / train_seconds;
   r.global_acc = r.class_avg_acc = r.miou = std::nan("");
   return r;
 }
 
-// The validation metrics of the model as it is now.
-void score(EpochRecord& r, Segmenter validator, const std::vector<SamplePaths>& val_samples, const LabelSpec& spec) {
-  const ConfusionMatrix m = evaluate(validator, val_samples, spec);
+// The validation metrics of the model as it is now. Distributed, each process scores every
+// group->size()-th image and the confusion matrices are summed.
+void score(EpochRecord& r, Segmenter validator, const std::vector<SamplePaths>& val_samples, const LabelSpec& spec,
+           ProcessGroup* group) {
+  std::vector<SamplePaths> mine;
+  for (size_t i = group ? static_cast<size_t>(group->rank()) : 0; i < val_samples.size(); i += group ? group->size() : 1)
+    mine.push_back(val_samples[i]);
+  ConfusionMatrix m = evaluate(validator, mine, spec);
+  if (group) {
+    auto counts = torch::tensor(m.counts(), torch::kLong);
+    group->sum(counts);
+    m = ConfusionMatrix(m.num_classes(), std::vector<int64_t>(counts.data_ptr<int64_t>(), counts.data_ptr<int64_t>() + counts.numel()));
+  }
   r.global_acc = m.global_accuracy();
   r.class_avg_acc = m.class_average_accuracy();
   r.miou = m.mean_iou();
@@ -203,57 +234,94 @@ void validate(const TrainOptions& o) {
   if (!o.label_map.empty() && o.void_label) throw OptionError("void_label", "the label map says which values are void");
   if (!o.void_colors.empty() && o.label_format != LabelFormat::Color)
     throw OptionError("void_colors", "apply to colour masks only");
+  if (o.accumulate < 1) throw OptionError("accumulate", "must be at least 1");
+  const DistributedOptions& d = o.distributed;
+  if (d.world_size < 1) throw OptionError("distributed.world_size", "must be at least 1");
+  if (d.rank < 0 || d.rank >= d.world_size)
+    throw OptionError("distributed.rank", std::to_string(d.rank) + " is not in 0.." + std::to_string(d.world_size - 1) +
+                                              " (world size " + std::to_string(d.world_size) + ")");
+  if (d.master_port < 1 || d.master_port > 65535)
+    throw OptionError("distributed.master_port", std::to_string(d.master_port) + " is not a port (1..65535)");
+  if (!(d.timeout_seconds > 0)) throw OptionError("distributed.timeout_seconds", "must be positive");
+  if (!(d.bucket_megabytes > 0)) throw OptionError("distributed.bucket_megabytes", "must be positive");
   check_device(o.device);
 }
 
 std::vector<EpochRecord> train(const TrainOptions& o, const TrainCallbacks& callbacks) {
   validate(o);
-  const auto train_samples = find_samples(o.data, o.train_list);
-  const auto val_samples = validation_samples(o);
-  const auto unlabeled = o.pseudo.unlabeled.empty() ? std::vector<SamplePaths>{} : find_unlabeled(o.data, o.pseudo.unlabeled);
+  std::unique_ptr<ProcessGroup> group;
+  if (o.distributed.world_size > 1) {
+    group = std::make_unique<ProcessGroup>(o.distributed);
+    check_same_options_everywhere(*group, o);
+  }
+  const bool writer = !group || group->rank() == 0;
   const RunDirectory run(o.out);
 
+  // Every process prepares the run; if one fails, all stop with its error.
   std::optional<CheckpointReader> last;
   Checkpoint start;
-  if (o.resume) {
-    last.emplace(run.resume(o));
-    start = {last->info(), last->state(), last->model()};
-  } else {
-    run.refuse_existing_run();  // before the slow pass over the data
-    NewRun fresh = new_run(o, train_samples, val_samples, callbacks);
-    run.create(run_config(o, fresh.start.info, fresh.stats, train_samples.size(), val_samples.size()));
-    start = std::move(fresh.start);
+  std::vector<SamplePaths> train_samples, val_samples, unlabeled;
+  std::exception_ptr failure;
+  try {
+    train_samples = find_samples(o.data, o.train_list);
+    val_samples = validation_samples(o);
+    if (!o.pseudo.unlabeled.empty()) unlabeled = find_unlabeled(o.data, o.pseudo.unlabeled);
+    if (o.resume) {
+      last.emplace(run.resume(o));
+      start = {last->info(), last->state(), last->model()};
+    } else {
+      if (writer) run.refuse_existing_run();  // before the slow pass over the data
+      NewRun fresh = new_run(o, train_samples, val_samples, callbacks);
+      if (writer) run.create(run_config(o, fresh.start.info, fresh.stats, train_samples.size(), val_samples.size()));
+      start = std::move(fresh.start);
+    }
+  } catch (...) {
+    failure = std::current_exception();
   }
+  if (group) group->agree("setup", failure);
+  else if (failure) std::rethrow_exception(failure);
+  if (last && writer) run.rewind(last->state().epoch, o.epochs);
+
   const ModelInfo& info = start.info;
   TrainState& state = start.state;
   SegNet& model = start.model;
   state.optimizer = o.optimizer;
   const LabelSpec spec = info.label_spec();
+  model->to(o.device);
+  to_channels_last(*model);
+  DataParallel parallel(model, group.get(), o.accumulate, o.distributed);
+  BatchLoader::Options loading{o.size, o.batch, /*shuffle=*/true, /*flip=*/true};
+  loading.slots = parallel.slots();
+  loading.first_slot = parallel.slot(0);
+  loading.local_slots = parallel.local_slots();
   std::optional<PseudoLabelTeacher> teacher;
   if (!unlabeled.empty()) {
     SegNet teacher_model = copy_model(model);
     if (last) last->load_teacher(teacher_model);
-    teacher.emplace(o.pseudo, BatchLoader(unlabeled, spec, info.norm, {o.size, o.batch, true, true}), teacher_model, o.device);
+    teacher.emplace(o.pseudo, BatchLoader(unlabeled, spec, info.norm, loading), teacher_model, o.device);
   }
-  model->to(o.device);
-  to_channels_last(*model);
   auto optimizer = make_optimizer(o, model);
   if (last) last->load_optimizer(*optimizer);
   last.reset();  // frees the file's bytes
 
-  const BatchLoader loader(train_samples, spec, info.norm, {o.size, o.batch, /*shuffle=*/true, /*flip=*/true});
+  const BatchLoader loader(train_samples, spec, info.norm, loading);
+  if (loader.steps_per_epoch() == 0)
+    throw OptionError("batch", "the " + std::to_string(train_samples.size()) +
+                                   " training images are fewer than the micro-batches of a step (accumulate x processes)");
   const Objective objective{o.task, o.loss.value_or(default_loss(o.task)), torch::tensor(info.class_weights).to(o.device)};
   std::vector<EpochRecord> records;
   for (int64_t epoch = state.epoch + 1; epoch <= o.epochs; ++epoch) {
     const auto start_time = std::chrono::steady_clock::now();
-    const EpochResult e = train_epoch(o, epoch, model, *optimizer, loader, objective, teacher ? &*teacher : nullptr, callbacks);
+    const EpochResult e =
+        train_epoch(o, epoch, model, *optimizer, loader, objective, parallel, teacher ? &*teacher : nullptr, callbacks);
     EpochRecord r = record_of(epoch, e, seconds_since(start_time), teacher.has_value());
-    if (!val_samples.empty()) score(r, Segmenter(info, model, o.device, SegmenterOptions{o.precision}), val_samples, spec);
+    if (!val_samples.empty())
+      score(r, Segmenter(info, model, o.device, SegmenterOptions{o.precision}), val_samples, spec, group.get());
     r.seconds = seconds_since(start_time);
     r.best = val_samples.empty() || r.miou > state.best_miou;
     state.epoch = epoch;
     if (r.best) state.best_miou = r.miou, state.best_epoch = epoch;
-    run.record(r, info, state, model, *optimizer, teacher ? &teacher->model() : nullptr);
+    if (writer) run.record(r, info, state, model, *optimizer, teacher ? &teacher->model() : nullptr);
     if (callbacks.epoch) callbacks.epoch(r);
     records.push_back(r);
   }

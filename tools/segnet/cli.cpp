@@ -8,7 +8,7 @@
 namespace segnet::cli {
 
 void Compute::add_to(CLI::App* cmd) {
-  cmd->add_option("--threads", threads, "CPU threads (default: all cores)");
+  cmd->add_option("--threads", threads, "CPU threads (default: $OMP_NUM_THREADS if set, as torchrun sets it, else all cores)");
   cmd->add_option("--device", device, "cpu or cuda[:K]")->capture_default_str();
   add_choice(cmd, "--precision", precision, "numeric precision of the network");
 }
@@ -55,7 +55,9 @@ std::string flag_for(const std::string& option) {
       {"pseudo.threshold", "--pseudo-threshold"}, {"pseudo.rampup_epochs", "--pseudo-rampup"},
       {"pseudo.ema_decay", "--ema-decay"},       {"upsampling", "--decoder"},
       {"max_frames", "--frames"},                {"warmup", "--warmup"},
-      {"void_colors", "--void-color"}};
+      {"void_colors", "--void-color"},           {"distributed.world_size", "--world-size"},
+      {"distributed.rank", "--rank"},            {"distributed.master_port", "--master"},
+      {"distributed.timeout_seconds", "--dist-timeout"}, {"distributed.bucket_megabytes", "--bucket-mb"}};
   const auto found = renamed.find(option);
   if (found != renamed.end()) return found->second;
   std::string flag = "--" + option;

@@ -22,7 +22,32 @@ struct TrainArgs {
   std::string size = "360x480";
   std::string class_weights = "median";
   std::filesystem::path config;
+  bool resume_if_exists = false;
+  // Distributed: flags win over torchrun's environment variables.
+  std::optional<int64_t> world_size, rank;
+  std::string master;
+  double timeout_seconds = DistributedOptions{}.timeout_seconds;
+  double bucket_megabytes = DistributedOptions{}.bucket_megabytes;
+  bool no_overlap = false;
 };
+
+DistributedOptions distributed_options(const TrainArgs& a) {
+  DistributedOptions d = distributed_from_environment();
+  if (a.world_size) d.world_size = *a.world_size;
+  if (a.rank) d.rank = *a.rank;
+  if (!a.master.empty()) {
+    const auto colon = a.master.rfind(':');
+    const std::string port = colon == std::string::npos ? "" : a.master.substr(colon + 1);
+    if (colon == 0 || port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos)
+      throw Error("--master: '" + a.master + "' is not HOST:PORT");
+    d.master_addr = a.master.substr(0, colon);
+    d.master_port = std::stoll(port);
+  }
+  d.timeout_seconds = a.timeout_seconds;
+  d.bucket_megabytes = a.bucket_megabytes;
+  d.overlap = !a.no_overlap;
+  return d;
+}
 
 Rgb parse_color(const std::string& text) {
   int r = -1, g = -1, b = -1;
@@ -43,6 +68,33 @@ void fill_from_saved(const CLI::App* cmd, TrainOptions& o, const nlohmann::json&
   o = options_from_json(merged, o);
 }
 
+// A progress line per step and a summary per epoch, on stderr.
+TrainCallbacks progress_callbacks(const TrainOptions& o) {
+  auto progress = std::make_shared<std::unique_ptr<Progress>>();
+  TrainCallbacks callbacks;
+  callbacks.checking_data = [](size_t images, bool validation) {
+    std::fprintf(stderr, "checking %zu images\n", images);
+    if (!validation) std::fprintf(stderr, "no validation list: best.pt will be the last epoch's model\n");
+  };
+  callbacks.step = [progress](const StepReport& s) {
+    if (s.step == 1)
+      *progress = std::make_unique<Progress>(
+          "epoch " + std::to_string(s.epoch) + "/" + std::to_string(s.epochs) + " batch", s.steps, true);
+    std::ostringstream status;
+    status << std::fixed << std::setprecision(4) << "loss " << s.mean_loss << std::setprecision(2) << "  "
+           << s.images_per_s << " img/s";
+    (*progress)->update(s.step, status.str());
+  };
+  callbacks.epoch = [progress, epochs = o.epochs](const EpochRecord& r) {
+    std::ostringstream summary;
+    summary << std::fixed << std::setprecision(4) << "epoch " << r.epoch << "/" << epochs << "  loss " << r.train_loss
+            << "  val G " << r.global_acc << "  C " << r.class_avg_acc << "  mIoU " << r.miou << std::setprecision(2)
+            << "  " << r.images_per_s << " img/s  " << std::setprecision(1) << r.seconds << " s";
+    if (*progress) (*progress)->finish(summary.str());
+  };
+  return callbacks;
+}
+
 void run_train(TrainArgs& a, const CLI::App* cmd) {
   TrainOptions& o = a.options;
   o.device = a.compute.setup();
@@ -52,6 +104,8 @@ void run_train(TrainArgs& a, const CLI::App* cmd) {
   else if (a.class_weights == "none") o.class_weights = ClassWeights::uniform();
   else o.class_weights = ClassWeights::of(read_class_weights(a.class_weights));
   o.command_line = command_line();
+  o.distributed = distributed_options(a);
+  if (a.resume_if_exists && std::filesystem::exists(o.out / "last.pt")) o.resume = true;
   if (!a.config.empty()) {
     const auto saved = read_run_options(a.config);
     if (!saved) throw OptionError("config", a.config.string() + " does not exist");
@@ -60,29 +114,8 @@ void run_train(TrainArgs& a, const CLI::App* cmd) {
   if (o.resume)
     if (const auto saved = read_run_options(o.out / "config.json")) fill_from_saved(cmd, o, *saved);
 
-  std::unique_ptr<Progress> progress;
-  TrainCallbacks callbacks;
-  callbacks.checking_data = [](size_t images, bool validation) {
-    std::fprintf(stderr, "checking %zu images\n", images);
-    if (!validation) std::fprintf(stderr, "no validation list: best.pt will be the last epoch's model\n");
-  };
-  callbacks.step = [&](const StepReport& s) {
-    if (s.step == 1)
-      progress = std::make_unique<Progress>(
-          "epoch " + std::to_string(s.epoch) + "/" + std::to_string(s.epochs) + " batch", s.steps, true);
-    std::ostringstream status;
-    status << std::fixed << std::setprecision(4) << "loss " << s.mean_loss << std::setprecision(2) << "  "
-           << s.images_per_s << " img/s";
-    progress->update(s.step, status.str());
-  };
-  callbacks.epoch = [&](const EpochRecord& r) {
-    std::ostringstream summary;
-    summary << std::fixed << std::setprecision(4) << "epoch " << r.epoch << "/" << o.epochs << "  loss " << r.train_loss
-            << "  val G " << r.global_acc << "  C " << r.class_avg_acc << "  mIoU " << r.miou << std::setprecision(2)
-            << "  " << r.images_per_s << " img/s  " << std::setprecision(1) << r.seconds << " s";
-    if (progress) progress->finish(summary.str());
-  };
-  const auto records = train(o, callbacks);
+  const auto records = train(o, o.distributed.rank == 0 ? progress_callbacks(o) : TrainCallbacks{});
+  if (o.distributed.rank != 0) return;  // rank 0 speaks for the run
   if (records.empty())
     std::printf("%s already trained to %lld epochs\n", o.out.c_str(), static_cast<long long>(o.epochs));
   else
@@ -107,7 +140,9 @@ Command add_train(CLI::App& app) {
   add_choice(cmd, "--loss", t.loss, "default ce (multiclass), bce (binary); binary: bce, dice, bce+dice");
   cmd->add_option("--size", a->size, "training size HxW")->capture_default_str();
   cmd->add_option("--epochs", t.epochs)->capture_default_str();
-  cmd->add_option("--batch", t.batch, "images per optimizer step")->capture_default_str();
+  cmd->add_option("--batch", t.batch, "images per micro-batch of each process (a step: batch x accumulate x processes)")
+      ->capture_default_str();
+  cmd->add_option("--accumulate", t.accumulate, "micro-batches whose gradients make one optimizer step")->capture_default_str();
   add_choice(cmd, "--optimizer", t.optimizer, "sgd has momentum 0.9");
   cmd->add_option("--lr", t.lr, "learning rate (default 0.01 sgd, 0.001 adam)");
   add_choice(cmd, "--lr-schedule", t.lr_schedule, "poly decays to 0 over --epochs");
@@ -130,6 +165,14 @@ Command add_train(CLI::App& app) {
   cmd->add_option("--ema-decay", t.pseudo.ema_decay, "teacher's exponential moving average")->capture_default_str();
   cmd->add_option("--out", t.out, "run directory")->required();
   cmd->add_flag("--resume", t.resume, "continue the run in --out from last.pt, with the options of its config.json");
+  cmd->add_flag("--resume-if-exists", a->resume_if_exists, "--resume when --out holds last.pt, else start (for restarts)");
+  cmd->add_option("--world-size", a->world_size, "processes of a distributed run (default: $WORLD_SIZE, else 1)");
+  cmd->add_option("--rank", a->rank, "this process, 0..world-size-1 (default: $RANK); rank 0 writes --out");
+  cmd->add_option("--master", a->master, "HOST:PORT of the rendezvous (default: $MASTER_ADDR:$MASTER_PORT, else 127.0.0.1:29500)");
+  cmd->add_option("--dist-timeout", a->timeout_seconds, "seconds to wait for the other processes before failing")
+      ->capture_default_str();
+  cmd->add_option("--bucket-mb", a->bucket_megabytes, "size of the gradient all-reduce buckets")->capture_default_str();
+  cmd->add_flag("--no-overlap", a->no_overlap, "all-reduce gradients after the backward pass instead of during it");
   cmd->add_option("--seed", t.seed)->capture_default_str();
   a->compute.add_to(cmd);
   return {cmd, [a, cmd] { run_train(*a, cmd); }};
