@@ -18,8 +18,19 @@ enum class Upsampling { Indices, Transposed, Bilinear };
 // Multi-class segmentation (softmax over the classes), or binary masks (one sigmoid output).
 enum class Task { Multiclass, Binary };
 
-// What training minimises. Multi-class: cross-entropy. Binary: binary cross-entropy, soft Dice, or their sum.
-enum class Loss { CrossEntropy, BinaryCrossEntropy, Dice, BinaryCrossEntropyDice };
+// What training minimises. Multi-class: cross-entropy, soft Dice, focal, Lovasz-softmax, or cross-entropy
+// plus one of the other three. Binary: binary cross-entropy, soft Dice, or their sum.
+enum class Loss {
+  CrossEntropy,
+  BinaryCrossEntropy,
+  Dice,
+  BinaryCrossEntropyDice,
+  Focal,
+  Lovasz,
+  CrossEntropyDice,
+  CrossEntropyFocal,
+  CrossEntropyLovasz
+};
 
 // SGD with momentum 0.9, or Adam.
 enum class Optimizer { Sgd, Adam };
@@ -69,8 +80,15 @@ struct ChoiceNames<Task> {
 template <>
 struct ChoiceNames<Loss> {
   static std::vector<std::pair<Loss, std::string>> all() {
-    return {{Loss::CrossEntropy, "ce"}, {Loss::BinaryCrossEntropy, "bce"}, {Loss::Dice, "dice"},
-            {Loss::BinaryCrossEntropyDice, "bce+dice"}};
+    return {{Loss::CrossEntropy, "ce"},
+            {Loss::BinaryCrossEntropy, "bce"},
+            {Loss::Dice, "dice"},
+            {Loss::BinaryCrossEntropyDice, "bce+dice"},
+            {Loss::Focal, "focal"},
+            {Loss::Lovasz, "lovasz"},
+            {Loss::CrossEntropyDice, "ce+dice"},
+            {Loss::CrossEntropyFocal, "ce+focal"},
+            {Loss::CrossEntropyLovasz, "ce+lovasz"}};
   }
 };
 template <>
@@ -129,13 +147,19 @@ std::optional<E> choice_from_name(const std::string& name) {
   return std::nullopt;
 }
 
+// "a, b or c", for messages.
+inline std::string name_list(const std::vector<std::string>& names) {
+  std::string list;
+  for (size_t i = 0; i < names.size(); ++i) list += (i == 0 ? "" : i + 1 == names.size() ? " or " : ", ") + names[i];
+  return list;
+}
+
 // "a, b or c": the valid names, for messages.
 template <class E>
 std::string choice_list() {
-  const auto all = ChoiceNames<E>::all();
-  std::string list;
-  for (size_t i = 0; i < all.size(); ++i) list += (i == 0 ? "" : i + 1 == all.size() ? " or " : ", ") + all[i].second;
-  return list;
+  std::vector<std::string> names;
+  for (const auto& [v, name] : ChoiceNames<E>::all()) names.push_back(name);
+  return name_list(names);
 }
 
 }  // namespace segnet

@@ -16,10 +16,11 @@ namespace segnet {
 ConfusionMatrix evaluate(Segmenter& segmenter, const std::vector<SamplePaths>& samples, const LabelSpec& spec,
                          const std::function<void(size_t, size_t)>& progress = {});
 
-// global_acc, class_avg_acc, miou, per_class [{name, iou, acc}], confusion (rows = truth).
-// Undefined values (a class absent from truth and prediction) are null.
+// global_acc, class_avg_acc, miou, mdice, mfscore, fwiou, per_class [{name, iou, acc, dice, precision,
+// fscore}], confusion (rows = truth); see ConfusionMatrix. Undefined values are null.
 nlohmann::json metrics_json(const ConfusionMatrix& matrix, const std::vector<ClassInfo>& classes);
-// Foreground (class 1) of a two-class matrix: iou, dice (F1), precision, recall, pixel_acc, confusion.
+// Foreground (class 1) of a two-class matrix: iou, dice (F1), precision, recall; pixel_acc; miou,
+// mdice and fwiou over both classes; confusion.
 nlohmann::json binary_metrics_json(const ConfusionMatrix& matrix);
 
 }  // namespace segnet

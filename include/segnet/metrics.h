@@ -25,12 +25,26 @@ class ConfusionMatrix {
   const std::vector<int64_t>& counts() const { return counts_; }  // row-major, [truth][predicted]
 
   double global_accuracy() const;         // correct / all counted pixels ("G")
-  std::vector<double> class_accuracy() const;  // recall per class; NaN for classes never in the truth
-  std::vector<double> class_iou() const;       // NaN where a class is neither true nor predicted
+  std::vector<double> class_accuracy() const;   // recall per class; NaN for classes never in the truth
+  std::vector<double> class_precision() const;  // TP / predicted; NaN for classes never predicted
+  std::vector<double> class_iou() const;        // NaN where a class is neither true nor predicted
+  std::vector<double> class_dice() const;       // 2TP / (2TP + FP + FN); NaN as for IoU
+  // MMSegmentation's F-score (beta = 1) from precision P and recall R: 2PR / (P + R), which is the
+  // class's Dice where TP > 0. Where TP = 0, P or R is undefined (0/0) or both are 0, and MMSegmentation
+  // gets NaN and leaves the class out of its mean (nanmean); the same here, so that mean_fscore is its
+  // mFscore (and can exceed mean_dice, which counts such classes as 0).
+  std::vector<double> class_fscore() const;
   double class_average_accuracy() const;  // mean of defined class accuracies ("C")
   double mean_iou() const;                // mean of defined class IoUs
+  double mean_dice() const;               // mean of defined class Dice scores ("mDice")
+  double mean_fscore() const;             // mean of defined class F-scores ("mFscore")
+  // Sum over classes of (pixels of the class in the truth / all pixels) x IoU ("FWIoU").
+  double frequency_weighted_iou() const;
 
  private:
+  int64_t truth_pixels(int64_t c) const;      // TP + FN
+  int64_t predicted_pixels(int64_t c) const;  // TP + FP
+
   int64_t num_classes_;
   std::vector<int64_t> counts_;
 };

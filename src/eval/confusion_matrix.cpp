@@ -36,6 +36,18 @@ int64_t ConfusionMatrix::count(int64_t truth, int64_t predicted) const {
   return counts_[static_cast<size_t>(truth * num_classes_ + predicted)];
 }
 
+int64_t ConfusionMatrix::truth_pixels(int64_t c) const {
+  int64_t n = 0;
+  for (int64_t p = 0; p < num_classes_; ++p) n += count(c, p);
+  return n;
+}
+
+int64_t ConfusionMatrix::predicted_pixels(int64_t c) const {
+  int64_t n = 0;
+  for (int64_t t = 0; t < num_classes_; ++t) n += count(t, c);
+  return n;
+}
+
 double ConfusionMatrix::global_accuracy() const {
   int64_t correct = 0, total = 0;
   for (int64_t c = 0; c < num_classes_; ++c) correct += count(c, c);
@@ -45,23 +57,49 @@ double ConfusionMatrix::global_accuracy() const {
 
 std::vector<double> ConfusionMatrix::class_accuracy() const {
   std::vector<double> acc(num_classes_, std::numeric_limits<double>::quiet_NaN());
-  for (int64_t c = 0; c < num_classes_; ++c) {
-    int64_t truth = 0;
-    for (int64_t p = 0; p < num_classes_; ++p) truth += count(c, p);
-    if (truth) acc[c] = double(count(c, c)) / double(truth);
-  }
+  for (int64_t c = 0; c < num_classes_; ++c)
+    if (const int64_t truth = truth_pixels(c)) acc[c] = double(count(c, c)) / double(truth);
   return acc;
+}
+
+std::vector<double> ConfusionMatrix::class_precision() const {
+  std::vector<double> precision(num_classes_, std::numeric_limits<double>::quiet_NaN());
+  for (int64_t c = 0; c < num_classes_; ++c)
+    if (const int64_t predicted = predicted_pixels(c)) precision[c] = double(count(c, c)) / double(predicted);
+  return precision;
 }
 
 std::vector<double> ConfusionMatrix::class_iou() const {
   std::vector<double> iou(num_classes_, std::numeric_limits<double>::quiet_NaN());
-  for (int64_t c = 0; c < num_classes_; ++c) {
-    int64_t truth = 0, predicted = 0;
-    for (int64_t k = 0; k < num_classes_; ++k) truth += count(c, k), predicted += count(k, c);
-    const int64_t uni = truth + predicted - count(c, c);
-    if (uni) iou[c] = double(count(c, c)) / double(uni);
-  }
+  for (int64_t c = 0; c < num_classes_; ++c)
+    if (const int64_t uni = truth_pixels(c) + predicted_pixels(c) - count(c, c)) iou[c] = double(count(c, c)) / double(uni);
   return iou;
+}
+
+std::vector<double> ConfusionMatrix::class_dice() const {
+  std::vector<double> dice(num_classes_, std::numeric_limits<double>::quiet_NaN());
+  for (int64_t c = 0; c < num_classes_; ++c)
+    if (const int64_t both = truth_pixels(c) + predicted_pixels(c)) dice[c] = 2.0 * double(count(c, c)) / double(both);
+  return dice;
+}
+
+std::vector<double> ConfusionMatrix::class_fscore() const {
+  const auto precision = class_precision(), recall = class_accuracy();
+  std::vector<double> fscore(num_classes_);
+  // NaN operands, and 0/0 where both are 0, give NaN as in MMSegmentation.
+  for (int64_t c = 0; c < num_classes_; ++c) fscore[c] = 2 * precision[c] * recall[c] / (precision[c] + recall[c]);
+  return fscore;
+}
+
+double ConfusionMatrix::frequency_weighted_iou() const {
+  const auto iou = class_iou();
+  int64_t total = 0;
+  for (int64_t n : counts_) total += n;
+  if (!total) return std::numeric_limits<double>::quiet_NaN();
+  double sum = 0;
+  for (int64_t c = 0; c < num_classes_; ++c)  // classes not in the truth weigh 0 (their IoU may be NaN)
+    if (const int64_t truth = truth_pixels(c)) sum += double(truth) / double(total) * iou[c];
+  return sum;
 }
 
 static double mean_defined(const std::vector<double>& values) {
@@ -78,5 +116,7 @@ torch::Tensor predictive_entropy(const torch::Tensor& probabilities) {
 
 double ConfusionMatrix::class_average_accuracy() const { return mean_defined(class_accuracy()); }
 double ConfusionMatrix::mean_iou() const { return mean_defined(class_iou()); }
+double ConfusionMatrix::mean_dice() const { return mean_defined(class_dice()); }
+double ConfusionMatrix::mean_fscore() const { return mean_defined(class_fscore()); }
 
 }  // namespace segnet

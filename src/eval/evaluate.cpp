@@ -32,10 +32,19 @@ nlohmann::json metrics_json(const ConfusionMatrix& matrix, const std::vector<Cla
   j["global_acc"] = number(matrix.global_accuracy());
   j["class_avg_acc"] = number(matrix.class_average_accuracy());
   j["miou"] = number(matrix.mean_iou());
-  const auto iou = matrix.class_iou(), acc = matrix.class_accuracy();
+  j["mdice"] = number(matrix.mean_dice());
+  j["mfscore"] = number(matrix.mean_fscore());
+  j["fwiou"] = number(matrix.frequency_weighted_iou());
+  const auto iou = matrix.class_iou(), acc = matrix.class_accuracy(), dice = matrix.class_dice(),
+             precision = matrix.class_precision(), fscore = matrix.class_fscore();
   j["per_class"] = nlohmann::json::array();
   for (int64_t c = 0; c < matrix.num_classes(); ++c)
-    j["per_class"].push_back({{"name", classes[c].name}, {"iou", number(iou[c])}, {"acc", number(acc[c])}});
+    j["per_class"].push_back({{"name", classes[c].name},
+                              {"iou", number(iou[c])},
+                              {"acc", number(acc[c])},
+                              {"dice", number(dice[c])},
+                              {"precision", number(precision[c])},
+                              {"fscore", number(fscore[c])}});
   j["confusion"] = nlohmann::json::array();
   for (int64_t t = 0; t < matrix.num_classes(); ++t) {
     std::vector<int64_t> row;
@@ -46,15 +55,17 @@ nlohmann::json metrics_json(const ConfusionMatrix& matrix, const std::vector<Cla
 }
 
 nlohmann::json binary_metrics_json(const ConfusionMatrix& m) {
-  const double tp = double(m.count(1, 1)), fp = double(m.count(0, 1)), fn = double(m.count(1, 0));
-  const double nan = std::nan("");
-  auto ratio = [&](double a, double b) { return number(b > 0 ? a / b : nan); };
+  constexpr int64_t foreground = 1;
   nlohmann::json j;
-  j["iou"] = ratio(tp, tp + fp + fn);
-  j["dice"] = ratio(2 * tp, 2 * tp + fp + fn);
-  j["precision"] = ratio(tp, tp + fp);
-  j["recall"] = ratio(tp, tp + fn);
+  j["iou"] = number(m.class_iou()[foreground]);
+  j["dice"] = number(m.class_dice()[foreground]);
+  j["precision"] = number(m.class_precision()[foreground]);
+  j["recall"] = number(m.class_accuracy()[foreground]);
   j["pixel_acc"] = number(m.global_accuracy());
+  // Over background and foreground, as MMSegmentation scores a two-class dataset.
+  j["miou"] = number(m.mean_iou());
+  j["mdice"] = number(m.mean_dice());
+  j["fwiou"] = number(m.frequency_weighted_iou());
   j["confusion"] = {{m.count(0, 0), m.count(0, 1)}, {m.count(1, 0), m.count(1, 1)}};
   return j;
 }

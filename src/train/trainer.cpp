@@ -216,7 +216,7 @@ void validate(const TrainOptions& o) {
   if (!(o.weight_decay >= 0)) throw OptionError("weight_decay", "must be at least 0");
   if (o.loss && !loss_fits(*o.loss, o.task))
     throw OptionError("loss", "'" + to_string(*o.loss) + "' does not train a " + to_string(o.task) +
-                                  " task (binary: bce, dice, bce+dice; multiclass: ce)");
+                                  " task (" + to_string(o.task) + ": " + losses_for(o.task) + ")");
   if (o.size.height < 1 || o.size.width < 1 || o.size.height > 16384 || o.size.width > 16384)
     throw OptionError("size", to_string(o.size) + " is impossible (each side must be 1..16384)");
   if (o.out.empty()) throw OptionError("out", "is needed: the run folder");

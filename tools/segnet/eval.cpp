@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <memory>
+#include <utility>
 #include <unistd.h>
 
 namespace segnet::cli {
@@ -23,15 +24,20 @@ struct EvalArgs {
 std::string format(const nlohmann::json& v) { return v.is_null() ? "   n/a" : std::to_string(v.get<double>()).substr(0, 6); }
 
 void print_metrics(const nlohmann::json& j) {
-  std::printf("global accuracy  %s\nclass avg acc    %s\nmIoU             %s\n", format(j["global_acc"]).c_str(),
-              format(j["class_avg_acc"]).c_str(), format(j["miou"]).c_str());
-  std::printf("%-20s %8s %8s\n", "class", "IoU", "acc");
+  const std::pair<const char*, const char*> summary[] = {
+      {"global accuracy", "global_acc"}, {"class avg acc", "class_avg_acc"}, {"mIoU", "miou"},
+      {"mDice", "mdice"},                {"mean F-score", "mfscore"},        {"FW IoU", "fwiou"}};
+  for (const auto& [label, key] : summary) std::printf("%-16s %s\n", label, format(j[key]).c_str());
+  std::printf("%-20s %8s %8s %8s %9s %8s\n", "class", "IoU", "acc", "Dice", "precision", "F-score");
   for (const auto& c : j["per_class"])
-    std::printf("%-20s %8s %8s\n", c["name"].get<std::string>().c_str(), format(c["iou"]).c_str(), format(c["acc"]).c_str());
+    std::printf("%-20s %8s %8s %8s %9s %8s\n", c["name"].get<std::string>().c_str(), format(c["iou"]).c_str(),
+                format(c["acc"]).c_str(), format(c["dice"]).c_str(), format(c["precision"]).c_str(),
+                format(c["fscore"]).c_str());
 }
 
 void print_binary_metrics(const nlohmann::json& j) {
-  for (const char* key : {"iou", "dice", "precision", "recall", "pixel_acc"}) std::printf("%-16s %s\n", key, format(j[key]).c_str());
+  for (const char* key : {"iou", "dice", "precision", "recall", "pixel_acc", "miou", "mdice", "fwiou"})
+    std::printf("%-16s %s\n", key, format(j[key]).c_str());
 }
 
 void run_eval(EvalArgs& a, const CLI::App* cmd) {
