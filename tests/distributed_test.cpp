@@ -270,7 +270,7 @@ TEST_F(Distributed, TorchrunStartsTheProcesses) {
   if (std::system("/usr/bin/python3 -c 'import torch.distributed.run' >/dev/null 2>&1") != 0)
     GTEST_SKIP() << "python3-torch is not installed: torchrun is not available";
   // Debian's torchrun 1.13 fails on Python 3.11 without --redirects/--tee.
-  const std::string torchrun = "OMP_NUM_THREADS=1 /usr/bin/python3 -m torch.distributed.run --nnodes 1 --nproc_per_node 2 "
+  const std::string torchrun = "OMP_NUM_THREADS=1 timeout 300 /usr/bin/python3 -m torch.distributed.run --nnodes 1 --nproc_per_node 2 "
                                "--master_addr 127.0.0.1 --master_port " + std::to_string(free_port()) +
                                " --redirects 1 --tee 1 --no_python " + quote(SEGNET_CLI) + " ";
   const std::string command = torchrun + train_args("torchrun", 2) + " --batch 2 >" + quote(dir_.path / "torchrun.log") + " 2>&1";
@@ -278,4 +278,35 @@ TEST_F(Distributed, TorchrunStartsTheProcesses) {
   ASSERT_TRUE(run_one(train_args("one", 2) + " --batch 2 --accumulate 2", dir_.path / "one.log"));
   EXPECT_LT(max_difference(dir_.path / "torchrun/last.pt", dir_.path / "one/last.pt"), 1e-5);
   expect_same_rows(dir_.path / "torchrun/metrics.csv", dir_.path / "one/metrics.csv", 1e-5);
+}
+
+// Under `torchrun --max_restarts`, a group that lost a process starts again and --resume-if-exists
+// continues from last.pt: the run ends with the weights of an uninterrupted one.
+TEST_F(Distributed, TorchrunRestartResumesFromTheLastEpoch) {
+  if (std::system("/usr/bin/python3 -c 'import torch.distributed.run' >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "python3-torch is not installed: torchrun is not available";
+  const std::string options = " --batch 2 --lr-schedule constant --resume-if-exists";
+  const auto torchrun = [&](const std::string& out) {
+    return "OMP_NUM_THREADS=1 exec timeout 300 /usr/bin/python3 -m torch.distributed.run --nnodes 1 --nproc_per_node 2 --max_restarts 1 "
+           "--master_addr 127.0.0.1 --master_port " + std::to_string(free_port()) + " --redirects 1 --tee 1 --no_python " +
+           quote(SEGNET_CLI) + " " + train_args(out, 12) + options + " >" + quote(dir_.path / (out + ".log")) + " 2>&1";
+  };
+  ASSERT_EQ(std::system(torchrun("whole").c_str()), 0) << slurp(dir_.path / "whole.log");
+  const pid_t agent = ::fork();
+  if (agent == 0) {
+    const std::string command = torchrun("restarted");
+    ::execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  for (int i = 0; i < 600 && !fs::exists(dir_.path / "restarted/last.pt"); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // One of the two segnet processes (not the agent, whose command line starts with python3).
+  const std::string kill = "pkill -9 -n -f '^" + std::string(SEGNET_CLI) + " train .*restarted'";
+  EXPECT_EQ(std::system(kill.c_str()), 0);
+  int raw = 0;
+  ::waitpid(agent, &raw, 0);
+  ASSERT_TRUE(WIFEXITED(raw) && WEXITSTATUS(raw) == 0) << slurp(dir_.path / "restarted.log");
+  EXPECT_TRUE(contains(slurp(dir_.path / "restarted.log"), "lost the other processes"));  // the restart did happen
+  EXPECT_EQ(max_difference(dir_.path / "whole/last.pt", dir_.path / "restarted/last.pt"), 0.0);
+  expect_same_rows(dir_.path / "whole/metrics.csv", dir_.path / "restarted/metrics.csv", 0.0);
 }

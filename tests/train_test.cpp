@@ -150,7 +150,7 @@ TEST(Train, ValidateNamesTheOptionThatIsWrong) {
   bad.pseudo.ema_decay = 1.0;
   EXPECT_EQ(option_of(bad), "pseudo.ema_decay");
   bad = o;
-  bad.loss = Loss::Dice;  // a binary loss for a multi-class task
+  bad.loss = Loss::BinaryCrossEntropy;  // a binary-only loss for a multi-class task
   EXPECT_EQ(option_of(bad), "loss");
   bad = o;
   bad.model = Model::SegNetBasic;

@@ -137,7 +137,9 @@ Command add_train(CLI::App& app) {
   add_choice(cmd, "--decoder", t.upsampling, "how the decoder upsamples");
   cmd->add_option("--dilation", t.dilation, "dilation of each encoder stage, e.g. 1,1,1,2,4")->delimiter(',');
   add_choice(cmd, "--task", t.task, "labels are class ids, or binary 0/255 (or 0/1) masks");
-  add_choice(cmd, "--loss", t.loss, "default ce (multiclass), bce (binary); binary: bce, dice, bce+dice");
+  add_choice(cmd, "--loss", t.loss,
+             "default ce (multiclass), bce (binary); multiclass: ce, dice, focal, lovasz, ce+dice, ce+focal, ce+lovasz; "
+             "binary: bce, dice, bce+dice");
   cmd->add_option("--size", a->size, "training size HxW")->capture_default_str();
   cmd->add_option("--epochs", t.epochs)->capture_default_str();
   cmd->add_option("--batch", t.batch, "images per micro-batch of each process (a step: batch x accumulate x processes)")
