@@ -1,6 +1,7 @@
 // Charts (curves.png, eval's confusion matrix and class IoU) and `segnet report`: the PNGs are written,
 // decode, have their stated size, are not blank and hold each series' colour; bad input is named.
 #include <segnet/evaluate.h>
+#include <segnet/files.h>
 #include <segnet/report.h>
 
 #include "expect_error.h"
