@@ -179,7 +179,7 @@ TEST_F(Distributed, TwoProcessesTrainWhatOneProcessAccumulatingTwoTrains) {
   std::vector<std::string> files;
   for (const auto& f : fs::directory_iterator(dir_.path / "two")) files.push_back(f.path().filename());
   std::sort(files.begin(), files.end());
-  EXPECT_EQ(files, (std::vector<std::string>{"best.pt", "config.json", "last.pt", "metrics.csv"}));
+  EXPECT_EQ(files, (std::vector<std::string>{"best.pt", "config.json", "curves.png", "last.pt", "metrics.csv"}));
 
   const fs::path json = dir_.path / "eval.json";
   ASSERT_TRUE(run_one("eval --threads 1 --checkpoint " + quote(dir_.path / "two/last.pt") + " --data " + quote(data_) +

@@ -3,6 +3,7 @@
 
 #include <segnet/error.h>
 #include <segnet/files.h>
+#include <segnet/report.h>
 
 #include <fstream>
 #include <iomanip>
@@ -81,6 +82,8 @@ void RunDirectory::record(const EpochRecord& r, const ModelInfo& info, const Tra
   if (!out.flush()) throw Error(metrics(), "cannot append");
   save_checkpoint(last(), info, model, &optimizer, state, teacher);
   if (r.best) save_checkpoint(best(), info, model, nullptr, state);
+  // curves.png from the whole file, so that a resumed run's earlier epochs are in it.
+  draw_training_curves(read_metrics_csv(metrics()), curves_path(folder_));
 }
 
 }  // namespace segnet

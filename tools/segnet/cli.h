@@ -28,6 +28,7 @@ Command add_bench(CLI::App& app);
 Command add_synth(CLI::App& app);
 Command add_export(CLI::App& app);
 Command add_convert(CLI::App& app);
+Command add_report(CLI::App& app);
 
 // An option whose value is one of a choice's names (--help lists them); sets `target` once parsed.
 template <class E>

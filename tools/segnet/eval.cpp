@@ -4,6 +4,7 @@
 #include <segnet/error.h>
 #include <segnet/evaluate.h>
 #include <segnet/files.h>
+#include <segnet/report.h>
 
 #include <cstdio>
 #include <memory>
@@ -59,7 +60,18 @@ void run_eval(EvalArgs& a, const CLI::App* cmd) {
   const bool binary = segmenter.info().binary();
   const auto j = binary ? binary_metrics_json(matrix) : metrics_json(matrix, segmenter.info().classes);
   binary ? print_binary_metrics(j) : print_metrics(j);
-  if (!a.json.empty()) write_text(a.json, j.dump(2) + "\n");
+  if (a.json.empty()) return;
+  write_text(a.json, j.dump(2) + "\n");
+  // The charts beside the JSON, named after it (segnet report draws them again from the JSON).
+  std::vector<std::string> names;
+  for (const auto& c : segmenter.info().classes) names.push_back(c.name);
+  if (static_cast<int64_t>(names.size()) != matrix.num_classes()) {
+    names.clear();
+    for (int64_t i = 0; i < matrix.num_classes(); ++i)
+      names.push_back(binary ? (i == 0 ? "background" : "foreground") : "class" + std::to_string(i));
+  }
+  const auto charts = draw_eval_charts(matrix, names, a.json);
+  std::printf("wrote %s, %s and %s\n", a.json.c_str(), charts.confusion.c_str(), charts.class_iou.c_str());
 }
 
 }  // namespace
@@ -70,7 +82,7 @@ Command add_eval(CLI::App& app) {
   cmd->add_option("--checkpoint", a->checkpoint)->required();
   cmd->add_option("--data", a->data, "dataset directory")->required();
   cmd->add_option("--list", a->list, "list file in --data")->capture_default_str();
-  cmd->add_option("--json", a->json, "write metrics and confusion matrix here");
+  cmd->add_option("--json", a->json, "write metrics and confusion matrix here, and beside it STEM_confusion.png and STEM_class_iou.png");
   a->compute.add_to(cmd);
   add_inference_options(cmd, a->inference);
   return {cmd, [a, cmd] { run_eval(*a, cmd); }};

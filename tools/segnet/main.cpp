@@ -25,7 +25,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   const std::vector<cli::Command> commands = {cli::add_train(app),        cli::add_eval(app),  cli::add_predict(app),
                                               cli::add_pseudo_label(app), cli::add_bench(app), cli::add_synth(app),
-                                              cli::add_export(app),       cli::add_convert(app)};
+                                              cli::add_export(app),       cli::add_convert(app),
+                                              cli::add_report(app)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {  // --help
