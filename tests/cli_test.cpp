@@ -4,6 +4,7 @@
 
 #include "expect_error.h"
 #include "temp_dir.h"
+#include "run_cli.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -22,14 +23,12 @@ using namespace segnet;
 namespace fs = std::filesystem;
 using segnet::test::contains;
 using segnet::test::TempDir;
+using segnet::test::quote;
+using segnet::test::segnet_cli;
+using segnet::test::slurp;
 using segnet::test::unique_temp_dir;
 
 namespace {
-
-std::string slurp(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 std::vector<std::string> lines_of(const std::string& text) {
   std::vector<std::string> lines;
@@ -38,26 +37,7 @@ std::vector<std::string> lines_of(const std::string& text) {
   return lines;
 }
 
-std::string quote(const fs::path& p) { return "'" + p.string() + "'"; }
-
-struct Result {
-  int status = -1;  // exit status; -1 when the process did not exit normally
-  std::string out, err;
-};
-
-// Runs `segnet ARGS`, capturing stdout and stderr through files in `scratch`.
-Result segnet_cli(const std::string& args, const fs::path& scratch) {
-  static int calls = 0;
-  const std::string n = std::to_string(++calls);
-  const fs::path out = scratch / ("cli" + n + ".stdout"), err = scratch / ("cli" + n + ".stderr");
-  const std::string command = quote(SEGNET_CLI) + " " + args + " >" + quote(out) + " 2>" + quote(err);
-  const int raw = std::system(command.c_str());
-  Result r;
-  r.status = raw != -1 && WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  r.out = slurp(out);
-  r.err = slurp(err);
-  return r;
-}
+using Result = segnet::test::CliResult;
 
 // A failed run whose stderr is one line "segnet: error: ..." naming `subject`. With
 // `after_progress`, progress lines may come before it (train reports before it checks images).

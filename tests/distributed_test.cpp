@@ -4,6 +4,7 @@
 
 #include "expect_error.h"
 #include "temp_dir.h"
+#include "run_cli.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -24,15 +25,11 @@ using namespace segnet;
 namespace fs = std::filesystem;
 using segnet::test::contains;
 using segnet::test::TempDir;
+using segnet::test::quote;
+using segnet::test::slurp;
 
 namespace {
 
-std::string quote(const fs::path& p) { return "'" + p.string() + "'"; }
-
-std::string slurp(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 std::string last_line(const std::string& text) {
   std::istringstream in(text);

@@ -6,6 +6,7 @@
 
 #include "expect_error.h"
 #include "temp_dir.h"
+#include "run_cli.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -23,6 +24,10 @@ namespace fs = std::filesystem;
 using segnet::test::contains;
 using segnet::test::error_of;
 using segnet::test::TempDir;
+using segnet::test::CliResult;
+using segnet::test::quote;
+using segnet::test::segnet_cli;
+using segnet::test::slurp;
 
 namespace {
 
@@ -75,23 +80,6 @@ const char* kHeader =
 // A three-class matrix: class 0 mostly right, class 1 half confused with 0, class 2 never in the truth.
 ConfusionMatrix three_classes() { return ConfusionMatrix(3, {90, 10, 0, 50, 50, 0, 0, 0, 0}); }
 
-std::string slurp(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-std::string quote(const fs::path& p) { return "'" + p.string() + "'"; }
-
-struct Result {
-  int status = -1;
-  std::string out, err;
-};
-Result segnet_cli(const std::string& args, const fs::path& scratch) {
-  static int calls = 0;
-  const std::string n = std::to_string(++calls);
-  const fs::path out = scratch / ("report" + n + ".stdout"), err = scratch / ("report" + n + ".stderr");
-  const int raw = std::system((quote(SEGNET_CLI) + " " + args + " >" + quote(out) + " 2>" + quote(err)).c_str());
-  return {raw != -1 && WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, slurp(out), slurp(err)};
-}
 size_t line_count(const std::string& text) { return static_cast<size_t>(std::count(text.begin(), text.end(), '\n')); }
 
 }  // namespace
@@ -223,12 +211,12 @@ TEST(Report, RunReportDrawsCurvesAndTheChartsOfEvalJsonInTheRun) {
 
 TEST(Report, CliWithoutMetricsCsvFailsWithOneLineNamingIt) {
   TempDir dir;
-  const Result r = segnet_cli("report " + quote(dir.path), dir.path);
+  const CliResult r = segnet_cli("report " + quote(dir.path), dir.path);
   EXPECT_NE(r.status, 0);
   EXPECT_EQ(line_count(r.err), 1u) << r.err;
   EXPECT_TRUE(contains(r.err, "segnet: error: ") && contains(r.err, (dir.path / "metrics.csv").string())) << r.err;
   write_file(dir.path / "metrics.csv", std::string(kHeader) + "1,1.5,0.5");
-  const Result garbled = segnet_cli("report " + quote(dir.path), dir.path);
+  const CliResult garbled = segnet_cli("report " + quote(dir.path), dir.path);
   EXPECT_NE(garbled.status, 0);
   EXPECT_EQ(line_count(garbled.err), 1u) << garbled.err;
   EXPECT_TRUE(contains(garbled.err, "metrics.csv") && contains(garbled.err, "line 2")) << garbled.err;
@@ -241,7 +229,7 @@ TEST(ReportCli, TrainAndEvalDrawChartsAndReportRedrawsThem) {
   TempDir dir;
   const fs::path data = dir.path / "data", run = dir.path / "run";
   ASSERT_EQ(segnet_cli("synth --out " + quote(data) + " --count 6 --size 24x32", dir.path).status, 0);
-  const Result t = segnet_cli("train --data " + quote(data) + " --model segnet-basic --size 24x32 --epochs 2 --batch 2 --out " +
+  const CliResult t = segnet_cli("train --data " + quote(data) + " --model segnet-basic --size 24x32 --epochs 2 --batch 2 --out " +
                                   quote(run),
                               dir.path);
   ASSERT_EQ(t.status, 0) << t.err;
@@ -251,7 +239,7 @@ TEST(ReportCli, TrainAndEvalDrawChartsAndReportRedrawsThem) {
   EXPECT_GT(pixels_of(curves, kLossRgb), 100);
   EXPECT_GT(pixels_of(curves, kMiouRgb), 20);
 
-  const Result e = segnet_cli("eval --checkpoint " + quote(run / "best.pt") + " --data " + quote(data) +
+  const CliResult e = segnet_cli("eval --checkpoint " + quote(run / "best.pt") + " --data " + quote(data) +
                                   " --list val.txt --json " + quote(run / "val.json"),
                               dir.path);
   ASSERT_EQ(e.status, 0) << e.err;
@@ -264,7 +252,7 @@ TEST(ReportCli, TrainAndEvalDrawChartsAndReportRedrawsThem) {
 
   fs::remove(run / "curves.png");
   fs::remove(run / "val_confusion.png");
-  const Result r = segnet_cli("report " + quote(run), dir.path);
+  const CliResult r = segnet_cli("report " + quote(run), dir.path);
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_TRUE(fs::exists(run / "curves.png"));
   EXPECT_TRUE(fs::exists(run / "val_confusion.png"));

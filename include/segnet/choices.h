@@ -41,6 +41,11 @@ enum class LrSchedule { Poly, Constant };
 // fp32, or bf16 compute with fp32 weights (training) / bf16 weights (inference).
 enum class Precision { Float32, BFloat16 };
 
+// Named augmentation settings for training (see AugmentOptions): nothing; horizontal flips only;
+// light (scale 0.75-1.5, mild colour jitter); standard (scale 0.5-2.0, jitter 0.25, hue 0.05, as
+// MMSegmentation's recipes); strong (scale 0.5-2.0, jitter 0.4, hue 0.1). All but none flip.
+enum class AugmentPreset { None, Flip, Light, Standard, Strong };
+
 // What an exported ONNX model outputs: class logits, class probabilities, or each pixel's class id.
 enum class ExportOutput { Logits, Probabilities, Labels };
 
@@ -105,6 +110,16 @@ template <>
 struct ChoiceNames<Precision> {
   static std::vector<std::pair<Precision, std::string>> all() {
     return {{Precision::Float32, "fp32"}, {Precision::BFloat16, "bf16"}};
+  }
+};
+template <>
+struct ChoiceNames<AugmentPreset> {
+  static std::vector<std::pair<AugmentPreset, std::string>> all() {
+    return {{AugmentPreset::None, "none"},
+            {AugmentPreset::Flip, "flip"},
+            {AugmentPreset::Light, "light"},
+            {AugmentPreset::Standard, "standard"},
+            {AugmentPreset::Strong, "strong"}};
   }
 };
 

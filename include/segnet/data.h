@@ -106,6 +106,32 @@ cv::Mat resize_image(const cv::Mat& rgb, Size2 size);
 // The image as resize_image does it, the label by nearest neighbour.
 Sample resize_sample(const Sample& sample, Size2 size);
 
+// Random changes to a training sample, label-safe by construction: geometric ones move the label
+// with the image (nearest neighbour, void where the image was padded), colour ones touch the image only.
+// The defaults are AugmentPreset::Standard.
+struct AugmentOptions {
+  // The sample is rescaled to the training size times a factor drawn uniformly in [min_scale,
+  // max_scale], then cropped (where larger) or padded (where smaller: the image with the dataset's mean
+  // colour, the label with void) back to the training size at a random position. 1, 1: no rescaling.
+  double min_scale = 0.5;
+  double max_scale = 2.0;
+  bool flip = true;  // horizontal flip of half of the samples
+  // Colour jitter as torchvision's ColorJitter: brightness, contrast and saturation factors drawn in
+  // [1 - x, 1 + x] (x in [0, 1]), the hue turned by up to `hue` of a full turn (in [0, 0.5]). 0: unchanged.
+  double brightness = 0.25;
+  double contrast = 0.25;
+  double saturation = 0.25;
+  double hue = 0.05;
+};
+AugmentOptions augment_preset(AugmentPreset preset);
+// OptionErrors named augment.min_scale, augment.brightness, ... for impossible ranges.
+void validate(const AugmentOptions& options);
+
+// `sample` (at any size) augmented as `options` say and brought to `size`; the same `seed` gives the
+// same result. `pad_rgb`: the image's colour where it is padded.
+Sample augment_sample(const Sample& sample, Size2 size, const AugmentOptions& options, uint64_t seed,
+                      const cv::Scalar& pad_rgb);
+
 struct Normalization {
   std::array<float, 3> mean{0.f, 0.f, 0.f};  // per RGB channel, on 0..1 values
   std::array<float, 3> std{1.f, 1.f, 1.f};

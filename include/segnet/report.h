@@ -20,10 +20,12 @@ struct EpochMetrics {
   int64_t epoch = 0;
   double train_loss = NAN;
   double global_acc = NAN, class_avg_acc = NAN, miou = NAN;  // "G", "C", mIoU
+  double seconds = NAN;  // the epoch's wall time, where the file has the column
 };
 
 // The rows of a metrics.csv as training writes it; columns are found by their header names (epoch,
-// train_loss, val_global_acc, val_class_avg_acc, val_miou), so files with more columns read too.
+// train_loss, val_global_acc, val_class_avg_acc, val_miou; seconds if present), so files with more
+// columns read too.
 // A missing or empty file, a missing column, a short row or a value that is not a number: an Error
 // naming the file (and the line).
 std::vector<EpochMetrics> read_metrics_csv(const std::filesystem::path& file);

@@ -15,4 +15,5 @@
 #include <segnet/runtime.h>
 #include <segnet/segmenter.h>
 #include <segnet/train.h>
+#include <segnet/tune.h>
 #include <segnet/version.h>

@@ -3,6 +3,8 @@
 #include <opencv2/core.hpp>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <random>
 
@@ -10,7 +12,9 @@ namespace segnet {
 
 BatchLoader::BatchLoader(std::vector<SamplePaths> samples, LabelSpec spec, Normalization norm, Options options)
     : samples_(std::move(samples)), spec_(std::move(spec)), norm_(norm), options_(options) {
-  const double bytes = 4.0 * options_.size.height * options_.size.width * static_cast<double>(samples_.size());
+  validate(options_.augment);
+  const double kept = std::max(1.0, options_.augment.max_scale);
+  const double bytes = 4.0 * kept * kept * options_.size.height * options_.size.width * static_cast<double>(samples_.size());
   options_.cache = options_.cache && bytes <= 4.0 * (1 << 30);
   if (options_.cache) cache_.resize(samples_.size());
 }
@@ -26,8 +30,8 @@ BatchLoader::Epoch BatchLoader::epoch(uint64_t seed) const {
   std::iota(order.begin(), order.end(), 0);
   std::mt19937_64 rng(seed);
   if (options_.shuffle) std::shuffle(order.begin(), order.end(), rng);
-  auto flips = std::make_shared<std::vector<bool>>(n);  // by sample
-  for (size_t i : order) (*flips)[i] = options_.flip && (rng() & 1);
+  auto seeds = std::make_shared<std::vector<uint64_t>>(n);  // of each sample's augmentation
+  for (size_t i : order) (*seeds)[i] = rng();
   auto plans = std::make_shared<std::vector<Plan>>();
   for (size_t begin = 0; begin < n; begin += step_size) {
     const size_t images = std::min(step_size, n - begin);
@@ -41,31 +45,32 @@ BatchLoader::Epoch BatchLoader::epoch(uint64_t seed) const {
   }
   Epoch epoch;
   epoch.steps_ = std::make_unique<Prefetcher<LoaderStep>>(
-      [this, plans, flips, next = size_t(0)]() mutable -> std::optional<LoaderStep> {
+      [this, plans, seeds, next = size_t(0)]() mutable -> std::optional<LoaderStep> {
         if (next == plans->size()) return std::nullopt;
         const Plan& plan = (*plans)[next++];
         LoaderStep step;
         step.images = plan.images;
-        for (const auto& indices : plan.micro_batches) step.micro_batches.push_back(load(indices, *flips));
+        for (const auto& indices : plan.micro_batches) step.micro_batches.push_back(load(indices, *seeds));
         return step;
       },
       static_cast<size_t>(options_.prefetch));
   return epoch;
 }
 
-Batch BatchLoader::load(const std::vector<size_t>& indices, const std::vector<bool>& flips) const {
+Sample BatchLoader::decoded(size_t index) const {
+  if (options_.cache && !cache_[index].image.empty()) return cache_[index];
+  const Sample full = read_sample(samples_[index], spec_);
+  const double kept = std::max(1.0, options_.augment.max_scale);
+  const Sample s = resize_sample(full, {std::min<int64_t>(full.image.rows, std::llround(options_.size.height * kept)),
+                                        std::min<int64_t>(full.image.cols, std::llround(options_.size.width * kept))});
+  if (options_.cache) cache_[index] = s;
+  return s;
+}
+
+Batch BatchLoader::load(const std::vector<size_t>& indices, const std::vector<uint64_t>& seeds) const {
   std::vector<torch::Tensor> images, labels;
   for (size_t i : indices) {
-    Sample s = options_.cache && !cache_[i].image.empty()
-                   ? cache_[i]
-                   : resize_sample(read_sample(samples_[i], spec_), options_.size);
-    if (options_.cache) cache_[i] = s;
-    if (flips[i]) {  // into new buffers: the cached sample stays as it is
-      Sample flipped;
-      cv::flip(s.image, flipped.image, 1);
-      cv::flip(s.label, flipped.label, 1);
-      s = flipped;
-    }
+    const Sample s = augment_sample(decoded(i), options_.size, options_.augment, seeds[i], options_.pad_rgb);
     images.push_back(image_to_tensor(s.image, norm_));
     labels.push_back(label_tensor(s.label).to(torch::kLong));
   }

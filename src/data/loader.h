@@ -1,5 +1,5 @@
 #pragma once
-// Batches of a dataset for training: shuffled, flipped, decoded ahead of the network.
+// Batches of a dataset for training: shuffled, augmented, decoded ahead of the network.
 #include <segnet/data.h>
 
 #include "common/prefetch.h"
@@ -15,7 +15,7 @@ struct LoaderStep {
   int64_t images = 0;
 };
 
-// Steps of batches at a fixed size. An epoch's order and flips depend only on its seed, and a step is
+// Steps of batches at a fixed size. An epoch's order and augmentations depend only on its seed, and a step is
 // cut into `slots` micro-batches the same way whichever process loads which: a resumed run sees exactly
 // the batches an uninterrupted one would, and K processes the ones one process accumulating K would.
 class BatchLoader {
@@ -30,10 +30,12 @@ class BatchLoader {
     int64_t first_slot = 0;
     int64_t local_slots = 1;
     bool shuffle = false;
-    bool flip = false;     // random horizontal flip
+    AugmentOptions augment = augment_preset(AugmentPreset::None);
+    cv::Scalar pad_rgb;    // the image's colour where augmentation pads it (the dataset's mean)
     int64_t prefetch = 4;  // steps decoded ahead
     // Keep resized samples in memory after their first decoding, unless they would take more
-    // than 4 GiB (3 image bytes + 1 label byte per pixel).
+    // than 4 GiB (3 image bytes + 1 label byte per pixel). They are kept at max_scale times the
+    // training size (at most their own), so that scaling up does not lose detail.
     bool cache = true;
   };
   BatchLoader(std::vector<SamplePaths> samples, LabelSpec spec, Normalization norm, Options options);
@@ -60,7 +62,8 @@ class BatchLoader {
     std::vector<std::vector<size_t>> micro_batches;  // sample indices
     int64_t images = 0;
   };
-  Batch load(const std::vector<size_t>& indices, const std::vector<bool>& flips) const;
+  Batch load(const std::vector<size_t>& indices, const std::vector<uint64_t>& seeds) const;
+  Sample decoded(size_t index) const;
   std::vector<SamplePaths> samples_;
   LabelSpec spec_;
   Normalization norm_;

@@ -59,6 +59,7 @@ std::vector<EpochMetrics> read_metrics_csv(const fs::path& file) {
       throw Error(file, std::string("line 1: no column '") + wanted[k] + "' (not a segnet metrics.csv?)");
     column[k] = static_cast<size_t>(at - header.begin());
   }
+  const auto seconds_column = std::find(header.begin(), header.end(), "seconds");
   std::vector<EpochMetrics> rows;
   for (int line_no = 2; std::getline(in, line); ++line_no) {
     if (line.empty() || line == "\r") continue;
@@ -73,7 +74,10 @@ std::vector<EpochMetrics> read_metrics_csv(const fs::path& file) {
         throw Error(file, where + "'" + fields[column[k]] + "' in column " + wanted[k] + " is not a number");
     if (values[0] != std::floor(values[0]) || !std::isfinite(values[0]))
       throw Error(file, where + "epoch '" + fields[column[0]] + "' is not a whole number");
-    rows.push_back({static_cast<int64_t>(values[0]), values[1], values[2], values[3], values[4]});
+    double seconds = NAN;
+    if (seconds_column != header.end() && !parse_number(fields[seconds_column - header.begin()], seconds))
+      throw Error(file, where + "'" + fields[seconds_column - header.begin()] + "' in column seconds is not a number");
+    rows.push_back({static_cast<int64_t>(values[0]), values[1], values[2], values[3], values[4], seconds});
   }
   if (!in.eof()) throw Error(file, "cannot read");
   return rows;

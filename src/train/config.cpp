@@ -52,6 +52,13 @@ nlohmann::json options_to_json(const TrainOptions& o) {
           {"task", to_string(o.task)},
           {"loss", o.loss ? nlohmann::json(to_string(*o.loss)) : nlohmann::json(nullptr)},
           {"size", {o.size.height, o.size.width}},
+          {"augment.min_scale", o.augment.min_scale},
+          {"augment.max_scale", o.augment.max_scale},
+          {"augment.flip", o.augment.flip},
+          {"augment.brightness", o.augment.brightness},
+          {"augment.contrast", o.augment.contrast},
+          {"augment.saturation", o.augment.saturation},
+          {"augment.hue", o.augment.hue},
           {"epochs", o.epochs},
           {"batch", o.batch},
           {"accumulate", o.accumulate},
@@ -98,6 +105,13 @@ TrainOptions options_from_json(const nlohmann::json& options, TrainOptions o) {
   read(options, "size", size);
   if (options.contains("size") && size.size() != 2) throw OptionError("size", "must be [height, width]");
   if (size.size() == 2) o.size = {size[0], size[1]};
+  read(options, "augment.min_scale", o.augment.min_scale);
+  read(options, "augment.max_scale", o.augment.max_scale);
+  read(options, "augment.flip", o.augment.flip);
+  read(options, "augment.brightness", o.augment.brightness);
+  read(options, "augment.contrast", o.augment.contrast);
+  read(options, "augment.saturation", o.augment.saturation);
+  read(options, "augment.hue", o.augment.hue);
   read(options, "epochs", o.epochs);
   read(options, "batch", o.batch);
   read(options, "accumulate", o.accumulate);

@@ -219,6 +219,7 @@ void validate(const TrainOptions& o) {
                                   " task (" + to_string(o.task) + ": " + losses_for(o.task) + ")");
   if (o.size.height < 1 || o.size.width < 1 || o.size.height > 16384 || o.size.width > 16384)
     throw OptionError("size", to_string(o.size) + " is impossible (each side must be 1..16384)");
+  validate(o.augment);
   if (o.out.empty()) throw OptionError("out", "is needed: the run folder");
   const PseudoLabelOptions& p = o.pseudo;
   if (!(p.threshold > 0 && p.threshold <= 1)) throw OptionError("pseudo.threshold", "must be in (0, 1]");
@@ -290,16 +291,23 @@ std::vector<EpochRecord> train(const TrainOptions& o, const TrainCallbacks& call
   model->to(o.device);
   to_channels_last(*model);
   DataParallel parallel(model, group.get(), o.accumulate, o.distributed);
-  BatchLoader::Options loading{o.size, o.batch, /*shuffle=*/true, /*flip=*/true};
+  BatchLoader::Options loading;
+  loading.size = o.size;
+  loading.batch_size = o.batch;
   loading.slots = parallel.slots();
   loading.first_slot = parallel.slot(0);
   loading.local_slots = parallel.local_slots();
+  loading.shuffle = true;
+  loading.pad_rgb = cv::Scalar(255 * info.norm.mean[0], 255 * info.norm.mean[1], 255 * info.norm.mean[2]);
   std::optional<PseudoLabelTeacher> teacher;
   if (!unlabeled.empty()) {
     SegNet teacher_model = copy_model(model);
     if (last) last->load_teacher(teacher_model);
-    teacher.emplace(o.pseudo, BatchLoader(unlabeled, spec, info.norm, loading), teacher_model, o.device);
+    BatchLoader::Options weak_view = loading;  // the teacher's view: flips only
+    weak_view.augment = augment_preset(o.augment.flip ? AugmentPreset::Flip : AugmentPreset::None);
+    teacher.emplace(o.pseudo, BatchLoader(unlabeled, spec, info.norm, weak_view), teacher_model, o.device);
   }
+  loading.augment = o.augment;
   auto optimizer = make_optimizer(o, model);
   if (last) last->load_optimizer(*optimizer);
   last.reset();  // frees the file's bytes

@@ -57,7 +57,11 @@ std::string flag_for(const std::string& option) {
       {"max_frames", "--frames"},                {"warmup", "--warmup"},
       {"void_colors", "--void-color"},           {"distributed.world_size", "--world-size"},
       {"distributed.rank", "--rank"},            {"distributed.master_port", "--master"},
-      {"distributed.timeout_seconds", "--dist-timeout"}, {"distributed.bucket_megabytes", "--bucket-mb"}};
+      {"distributed.timeout_seconds", "--dist-timeout"}, {"distributed.bucket_megabytes", "--bucket-mb"},
+      {"augment.min_scale", "--scale-range"},    {"augment.max_scale", "--scale-range"},
+      {"augment.flip", "--no-flip"},             {"augment.brightness", "--color-jitter"},
+      {"augment.contrast", "--color-jitter"},    {"augment.saturation", "--color-jitter"},
+      {"augment.hue", "--color-jitter"}};
   const auto found = renamed.find(option);
   if (found != renamed.end()) return found->second;
   std::string flag = "--" + option;

@@ -29,6 +29,7 @@ Command add_synth(CLI::App& app);
 Command add_export(CLI::App& app);
 Command add_convert(CLI::App& app);
 Command add_report(CLI::App& app);
+Command add_tune(CLI::App& app);
 
 // An option whose value is one of a choice's names (--help lists them); sets `target` once parsed.
 template <class E>

@@ -1,6 +1,7 @@
 // segnet train: a model from a labelled dataset, with a progress line per step and a summary per epoch.
 #include "cli.h"
 #include "progress.h"
+#include "training_flags.h"
 
 #include <segnet/error.h>
 #include <segnet/metrics.h>
@@ -16,20 +17,6 @@ namespace segnet::cli {
 
 namespace {
 
-struct TrainArgs {
-  TrainOptions options;
-  Compute compute;
-  std::string size = "360x480";
-  std::string class_weights = "median";
-  std::filesystem::path config;
-  bool resume_if_exists = false;
-  // Distributed: flags win over torchrun's environment variables.
-  std::optional<int64_t> world_size, rank;
-  std::string master;
-  double timeout_seconds = DistributedOptions{}.timeout_seconds;
-  double bucket_megabytes = DistributedOptions{}.bucket_megabytes;
-  bool no_overlap = false;
-};
 
 DistributedOptions distributed_options(const TrainArgs& a) {
   DistributedOptions d = distributed_from_environment();
@@ -60,15 +47,18 @@ Rgb parse_color(const std::string& text) {
 // Options not given on the command line are taken from `saved` (a run's config.json, or --config).
 void fill_from_saved(const CLI::App* cmd, TrainOptions& o, const nlohmann::json& saved) {
   nlohmann::json merged = saved;
+  const auto flag_given = [cmd](const std::string& name) {
+    const CLI::Option* flag = cmd->get_option_no_throw(name);
+    return flag && flag->count() > 0;
+  };
   const nlohmann::json given = options_to_json(o);
-  for (const auto& [key, value] : given.items()) {
-    const CLI::Option* flag = cmd->get_option_no_throw(flag_for(key));
-    if (flag && flag->count() > 0) merged[key] = value;
-  }
+  for (const auto& [key, value] : given.items())
+    if (flag_given(flag_for(key)) || (key.rfind("augment.", 0) == 0 && flag_given("--augment"))) merged[key] = value;
   o = options_from_json(merged, o);
 }
 
-// A progress line per step and a summary per epoch, on stderr.
+}  // namespace
+
 TrainCallbacks progress_callbacks(const TrainOptions& o) {
   auto progress = std::make_shared<std::unique_ptr<Progress>>();
   TrainCallbacks callbacks;
@@ -95,22 +85,35 @@ TrainCallbacks progress_callbacks(const TrainOptions& o) {
   return callbacks;
 }
 
-void run_train(TrainArgs& a, const CLI::App* cmd) {
+void resolve_training_options(TrainArgs& a, const CLI::App* cmd) {
   TrainOptions& o = a.options;
   o.device = a.compute.setup();
   o.precision = a.compute.precision;
   o.size = parse_size("--size", a.size);
+  o.augment = augment_preset(a.augment);
+  if (!a.scale_range.empty()) o.augment.min_scale = a.scale_range[0], o.augment.max_scale = a.scale_range[1];
+  if (!a.color_jitter.empty())
+    o.augment.brightness = a.color_jitter[0], o.augment.contrast = a.color_jitter[1],
+    o.augment.saturation = a.color_jitter[2], o.augment.hue = a.color_jitter[3];
+  if (a.no_flip) o.augment.flip = false;
   if (a.class_weights == "median") o.class_weights = ClassWeights::median_frequency();
   else if (a.class_weights == "none") o.class_weights = ClassWeights::uniform();
   else o.class_weights = ClassWeights::of(read_class_weights(a.class_weights));
   o.command_line = command_line();
-  o.distributed = distributed_options(a);
-  if (a.resume_if_exists && std::filesystem::exists(o.out / "last.pt")) o.resume = true;
   if (!a.config.empty()) {
     const auto saved = read_run_options(a.config);
     if (!saved) throw OptionError("config", a.config.string() + " does not exist");
     fill_from_saved(cmd, o, *saved);
   }
+}
+
+namespace {
+
+void run_train(TrainArgs& a, const CLI::App* cmd) {
+  TrainOptions& o = a.options;
+  resolve_training_options(a, cmd);
+  o.distributed = distributed_options(a);
+  if (a.resume_if_exists && std::filesystem::exists(o.out / "last.pt")) o.resume = true;
   if (o.resume)
     if (const auto saved = read_run_options(o.out / "config.json")) fill_from_saved(cmd, o, *saved);
 
@@ -125,12 +128,10 @@ void run_train(TrainArgs& a, const CLI::App* cmd) {
 
 }  // namespace
 
-Command add_train(CLI::App& app) {
-  auto a = std::make_shared<TrainArgs>();
-  TrainOptions& t = a->options;
-  auto* cmd = app.add_subcommand("train", "train a model on a labelled dataset");
+void add_training_flags(CLI::App* cmd, TrainArgs& a) {
+  TrainOptions& t = a.options;
   cmd->add_option("--data", t.data, "dataset directory (list files, or images/ and masks/)");
-  cmd->add_option("--config", a->config, "start from the options of a run's config.json (command-line options win)");
+  cmd->add_option("--config", a.config, "start from the options of a run's config.json (command-line options win)");
   cmd->add_option("--train-list", t.train_list, "training list, relative to --data")->capture_default_str();
   cmd->add_option("--val-list", t.val_list, "validation list (default: val.txt if the dataset has one)");
   add_choice(cmd, "--model", t.model, "network");
@@ -140,7 +141,18 @@ Command add_train(CLI::App& app) {
   add_choice(cmd, "--loss", t.loss,
              "default ce (multiclass), bce (binary); multiclass: ce, dice, focal, lovasz, ce+dice, ce+focal, ce+lovasz; "
              "binary: bce, dice, bce+dice");
-  cmd->add_option("--size", a->size, "training size HxW")->capture_default_str();
+  cmd->add_option("--size", a.size, "training size HxW")->capture_default_str();
+  add_choice(cmd, "--augment", a.augment,
+             "training augmentation: none; flip; light (scale 0.75-1.5, jitter 0.1); standard (scale 0.5-2, jitter "
+             "0.25, hue 0.05); strong (scale 0.5-2, jitter 0.4, hue 0.1)");
+  cmd->add_option("--scale-range", a.scale_range, "MIN,MAX: random scale of the training size (overrides --augment's)")
+      ->delimiter(',')
+      ->expected(2);
+  cmd->add_option("--color-jitter", a.color_jitter,
+                  "B,C,S,H: brightness, contrast, saturation (0..1) and hue (0..0.5) jitter (overrides --augment's)")
+      ->delimiter(',')
+      ->expected(4);
+  cmd->add_flag("--no-flip", a.no_flip, "no random horizontal flips (overrides --augment's)");
   cmd->add_option("--epochs", t.epochs)->capture_default_str();
   cmd->add_option("--batch", t.batch, "images per micro-batch of each process (a step: batch x accumulate x processes)")
       ->capture_default_str();
@@ -149,7 +161,7 @@ Command add_train(CLI::App& app) {
   cmd->add_option("--lr", t.lr, "learning rate (default 0.01 sgd, 0.001 adam)");
   add_choice(cmd, "--lr-schedule", t.lr_schedule, "poly decays to 0 over --epochs");
   cmd->add_option("--weight-decay", t.weight_decay)->capture_default_str();
-  cmd->add_option("--class-weights", a->class_weights, "median | none | FILE of weights")->capture_default_str();
+  cmd->add_option("--class-weights", a.class_weights, "median | none | FILE of weights")->capture_default_str();
   cmd->add_option("--num-classes", t.num_classes, "needed when the dataset has no classes.csv");
   cmd->add_option("--void-label", t.void_label, "label value to ignore (default: classes and 255; 0: classes stored from 1)");
   add_choice(cmd, "--label-format", t.label_format, "masks hold class ids (grey or palette), or classes.csv's colours");
@@ -165,6 +177,15 @@ Command add_train(CLI::App& app) {
   cmd->add_option("--pseudo-threshold", t.pseudo.threshold, "tau: confidence a pseudo-label needs")->capture_default_str();
   cmd->add_option("--pseudo-rampup", t.pseudo.rampup_epochs, "epochs over which lambda ramps up")->capture_default_str();
   cmd->add_option("--ema-decay", t.pseudo.ema_decay, "teacher's exponential moving average")->capture_default_str();
+  cmd->add_option("--seed", t.seed)->capture_default_str();
+  a.compute.add_to(cmd);
+}
+
+Command add_train(CLI::App& app) {
+  auto a = std::make_shared<TrainArgs>();
+  TrainOptions& t = a->options;
+  auto* cmd = app.add_subcommand("train", "train a model on a labelled dataset");
+  add_training_flags(cmd, *a);
   cmd->add_option("--out", t.out, "run directory")->required();
   cmd->add_flag("--resume", t.resume, "continue the run in --out from last.pt, with the options of its config.json");
   cmd->add_flag("--resume-if-exists", a->resume_if_exists, "--resume when --out holds last.pt, else start (for restarts)");
@@ -175,8 +196,6 @@ Command add_train(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--bucket-mb", a->bucket_megabytes, "size of the gradient all-reduce buckets")->capture_default_str();
   cmd->add_flag("--no-overlap", a->no_overlap, "all-reduce gradients after the backward pass instead of during it");
-  cmd->add_option("--seed", t.seed)->capture_default_str();
-  a->compute.add_to(cmd);
   return {cmd, [a, cmd] { run_train(*a, cmd); }};
 }
 

@@ -1,0 +1,36 @@
+#pragma once
+// Running the real `segnet` program (SEGNET_CLI) from tests, and reading what it wrote.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+
+namespace segnet::test {
+
+inline std::string slurp(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// A path as one shell word.
+inline std::string quote(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
+
+struct CliResult {
+  int status = -1;  // exit status; -1 when the process did not exit normally
+  std::string out, err;
+};
+
+// Runs `segnet ARGS`, capturing stdout and stderr through files in `scratch`.
+inline CliResult segnet_cli(const std::string& args, const std::filesystem::path& scratch) {
+  static int calls = 0;
+  const std::string n = std::to_string(++calls);
+  const std::filesystem::path out = scratch / ("cli" + n + ".stdout"), err = scratch / ("cli" + n + ".stderr");
+  const int raw = std::system((quote(SEGNET_CLI) + " " + args + " >" + quote(out) + " 2>" + quote(err)).c_str());
+  return {raw != -1 && WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, slurp(out), slurp(err)};
+}
+
+}  // namespace segnet::test
