@@ -129,19 +129,25 @@ TEST(AdjustColour, MatchesTorchvisionsColourFunctions) {
   struct Factors {
     double brightness, contrast, saturation, hue;
   };
-  for (const Factors& f : {Factors{1.3, 1, 1, 0}, Factors{1, 0.6, 1, 0}, Factors{1, 1, 1.7, 0}, Factors{1, 1, 1, 0.23},
-                           Factors{1, 1, 1, -0.4}, Factors{0.8, 1.25, 0.7, 0.05}}) {
-    std::ostringstream script;
-    script << "import torch; import torchvision.transforms.functional as F\n"
-           << "x = torch.tensor(" << test::python_list(values) << ", dtype=torch.float32).reshape(6, 7, 3).permute(2, 0, 1) / 255\n"
-           << "x = F.adjust_brightness(x, " << f.brightness << ")\n"
-           << "x = F.adjust_contrast(x, " << f.contrast << ") if " << f.contrast << " != 1 else x\n"
-           << "x = F.adjust_saturation(x, " << f.saturation << ") if " << f.saturation << " != 1 else x\n"
-           << "x = F.adjust_hue(x, " << f.hue << ") if " << f.hue << " != 0 else x\n"
-           << "print(\" \".join(str(v) for v in (x.permute(1, 2, 0) * 255).flatten().tolist()))\n";
-    const auto out = test::python_output(script.str());
-    ASSERT_TRUE(out) << "python failed";
-    std::istringstream reference(*out);
+  const std::vector<Factors> cases{{1.3, 1, 1, 0},  {1, 0.6, 1, 0},   {1, 1, 1.7, 0},
+                                   {1, 1, 1, 0.23}, {1, 1, 1, -0.4}, {0.8, 1.25, 0.7, 0.05}};
+  // One python process for all cases (starting torchvision takes seconds): a line of values per case.
+  std::ostringstream script;
+  script << "import torch; import torchvision.transforms.functional as F\n"
+         << "image = torch.tensor(" << test::python_list(values)
+         << ", dtype=torch.float32).reshape(6, 7, 3).permute(2, 0, 1) / 255\n"
+         << "for b, c, s, h in [";
+  for (const Factors& f : cases) script << "(" << f.brightness << ", " << f.contrast << ", " << f.saturation << ", " << f.hue << "), ";
+  script << "]:\n"
+         << "    x = F.adjust_brightness(image, b)\n"
+         << "    x = F.adjust_contrast(x, c) if c != 1 else x\n"
+         << "    x = F.adjust_saturation(x, s) if s != 1 else x\n"
+         << "    x = F.adjust_hue(x, h) if h != 0 else x\n"
+         << "    print(\" \".join(str(v) for v in (x.permute(1, 2, 0) * 255).flatten().tolist()))\n";
+  const auto out = test::python_output(script.str());
+  ASSERT_TRUE(out) << "python failed";
+  std::istringstream reference(*out);
+  for (const Factors& f : cases) {
     cv::Mat ours = image.clone();
     adjust_colour(ours, f.brightness, f.contrast, f.saturation, f.hue);
     double worst = 0;
