@@ -12,8 +12,10 @@
 #include <segnet/metrics.h>
 #include <segnet/model.h>
 #include <segnet/predict.h>
+#include <segnet/pretrained.h>
 #include <segnet/runtime.h>
 #include <segnet/segmenter.h>
+#include <segnet/state_dict.h>
 #include <segnet/train.h>
 #include <segnet/tune.h>
 #include <segnet/version.h>

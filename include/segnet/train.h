@@ -75,6 +75,14 @@ struct TrainOptions {
   Model model = Model::SegNet;
   Upsampling upsampling = Upsampling::Indices;
   std::vector<int64_t> dilation;      // per encoder stage; empty = 1
+  // Where a new run's weights start (a resumed run continues from its own last.pt); empty = random.
+  // torchvision's ImageNet vgg16_bn state dict (.pth, as downloaded) for the encoder of segnet and
+  // bayesian-segnet; the run then normalises its inputs with ImageNet's mean and std, as the weights expect.
+  std::filesystem::path encoder_weights;
+  // A segnet checkpoint of the same model and decoder, for fine-tuning: all its weights (the classifier
+  // only when the class count is the same) and its input normalisation. The optimizer and the epochs
+  // start afresh, unlike `resume`.
+  std::filesystem::path init;
   Task task = Task::Multiclass;       // binary: 0 / 1-or-255 masks, one sigmoid output
   std::optional<Loss> loss;           // default: cross-entropy (multi-class), binary cross-entropy (binary)
   Size2 size{360, 480};               // images are resized to it (labels by nearest neighbour)

@@ -49,6 +49,8 @@ nlohmann::json options_to_json(const TrainOptions& o) {
           {"model", to_string(o.model)},
           {"upsampling", to_string(o.upsampling)},
           {"dilation", o.dilation},
+          {"encoder_weights", o.encoder_weights.string()},
+          {"init", o.init.string()},
           {"task", to_string(o.task)},
           {"loss", o.loss ? nlohmann::json(to_string(*o.loss)) : nlohmann::json(nullptr)},
           {"size", {o.size.height, o.size.width}},
@@ -98,6 +100,8 @@ TrainOptions options_from_json(const nlohmann::json& options, TrainOptions o) {
   if (options.contains("model")) o.model = choice_of<Model>(options, "model");
   if (options.contains("upsampling")) o.upsampling = choice_of<Upsampling>(options, "upsampling");
   read(options, "dilation", o.dilation);
+  if (options.contains("encoder_weights")) read(options, "encoder_weights", text), o.encoder_weights = text;
+  if (options.contains("init")) read(options, "init", text), o.init = text;
   if (options.contains("task")) o.task = choice_of<Task>(options, "task");
   if (options.contains("loss"))
     o.loss = options.at("loss").is_null() ? std::nullopt : std::optional<Loss>(choice_of<Loss>(options, "loss"));
@@ -153,6 +157,7 @@ nlohmann::json run_config(const TrainOptions& o, const ModelInfo& info, const Da
           {"command_line", o.command_line},
           {"processes", o.distributed.world_size},
           {"options", options_to_json(o)},
+          {"normalization", {{"mean", info.norm.mean}, {"std", info.norm.std}}},
           {"dataset",
            {{"train_images", train_images},
             {"val_images", val_images},

@@ -2,6 +2,7 @@
 #include <segnet/error.h>
 #include <segnet/evaluate.h>
 #include <segnet/metrics.h>
+#include <segnet/pretrained.h>
 #include <segnet/runtime.h>
 #include <segnet/train.h>
 
@@ -109,6 +110,30 @@ void check_same_options_everywhere(ProcessGroup& group, const TrainOptions& o) {
   }
 }
 
+struct InitialWeights {
+  SegNet model{nullptr};
+  std::optional<Normalization> norm;  // what the weights expect; nullopt: the dataset's own
+};
+
+// A new run's model: random, then what options.encoder_weights or options.init give.
+InitialWeights initial_weights(const TrainOptions& o, int64_t classes) {
+  torch::manual_seed(o.seed);
+  InitialWeights start{SegNet(SegNetOptions(o.model, o.task == Task::Binary ? 1 : classes)
+                                  .upsampling(o.upsampling)
+                                  .dilation(o.dilation)),
+                       std::nullopt};
+  if (!o.encoder_weights.empty()) {
+    load_vgg16_bn_encoder(start.model, o.encoder_weights);
+    start.norm = imagenet_normalization();
+  }
+  if (!o.init.empty()) {
+    CheckpointReader trained(o.init);
+    init_from(start.model, trained.model(), o.init);
+    start.norm = trained.info().norm;
+  }
+  return start;
+}
+
 struct NewRun {
   Checkpoint start;
   DatasetStatistics stats;
@@ -120,6 +145,8 @@ NewRun new_run(const TrainOptions& o, const std::vector<SamplePaths>& train_samp
                const std::vector<SamplePaths>& val_samples, const TrainCallbacks& callbacks) {
   const auto classes = dataset_classes(o);
   const LabelSpec spec = dataset_label_spec(o, classes);
+  // Before the slow pass over the data, so that a wrong weights file fails at once.
+  InitialWeights start = initial_weights(o, static_cast<int64_t>(classes.size()));
   if (callbacks.checking_data) callbacks.checking_data(train_samples.size() + val_samples.size(), !val_samples.empty());
   const DatasetStatistics stats = compute_statistics(train_samples, spec, o.size);
   // 0/255 masks read as class ids: the 255s are void and every pixel left is class 0.
@@ -133,8 +160,8 @@ NewRun new_run(const TrainOptions& o, const std::vector<SamplePaths>& train_samp
           o.dilation, classes,    spec.void_labels,
           o.size,     stats.norm, class_weights(o.class_weights, stats, spec.num_classes),
           spec.format, spec.value_map, spec.void_colors};
-  torch::manual_seed(o.seed);
-  run.start.model = SegNet(info.options());
+  run.start.model = std::move(start.model);
+  info.norm = start.norm.value_or(stats.norm);
   return run;
 }
 
@@ -227,6 +254,11 @@ void validate(const TrainOptions& o) {
   if (p.rampup_epochs < 0) throw OptionError("pseudo.rampup_epochs", "must be at least 0");
   if (!(p.ema_decay >= 0 && p.ema_decay < 1)) throw OptionError("pseudo.ema_decay", "must be in [0, 1)");
   validate(SegNetOptions(o.model, o.task == Task::Binary ? 1 : o.num_classes.value_or(2)).dilation(o.dilation));
+  if (!o.encoder_weights.empty() && !has_vgg16_encoder(o.model))
+    throw OptionError("encoder_weights", "are VGG16 weights, and model '" + to_string(o.model) +
+                                             "' has no VGG16 encoder (segnet and bayesian-segnet have)");
+  if (!o.encoder_weights.empty() && !o.init.empty())
+    throw OptionError("init", "replaces every weight, encoder_weights too: give one of them");
   if (o.num_classes) make_label_spec(*o.num_classes, o.void_label);
   if (o.label_format == LabelFormat::Color && o.task == Task::Binary)
     throw OptionError("label_format", "colour masks need the multiclass task");

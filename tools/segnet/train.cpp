@@ -137,6 +137,12 @@ void add_training_flags(CLI::App* cmd, TrainArgs& a) {
   add_choice(cmd, "--model", t.model, "network");
   add_choice(cmd, "--decoder", t.upsampling, "how the decoder upsamples");
   cmd->add_option("--dilation", t.dilation, "dilation of each encoder stage, e.g. 1,1,1,2,4")->delimiter(',');
+  cmd->add_option("--encoder-weights", t.encoder_weights,
+                  "FILE: torchvision's ImageNet vgg16_bn weights (.pth) for the encoder (segnet, bayesian-segnet); "
+                  "inputs are then normalised as ImageNet's");
+  cmd->add_option("--init", t.init,
+                  "CHECKPOINT: fine-tune from its weights (same model and decoder; a new classifier if the class count "
+                  "differs) and normalisation; optimizer and epochs start afresh");
   add_choice(cmd, "--task", t.task, "labels are class ids, or binary 0/255 (or 0/1) masks");
   add_choice(cmd, "--loss", t.loss,
              "default ce (multiclass), bce (binary); multiclass: ce, dice, focal, lovasz, ce+dice, ce+focal, ce+lovasz; "
