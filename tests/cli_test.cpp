@@ -444,6 +444,54 @@ TEST_F(CliRun, PredictRejectsCameraThatDoesNotOpen) {
   EXPECT_TRUE(FailsWithErrorNaming(r, "camera 97"));
 }
 
+TEST_F(CliRun, EvalRecordsItsInferenceOptionsInTheJson) {
+  const fs::path json_file = dir_.path / "metrics.json";
+  const Result r = segnet_cli("eval --checkpoint " + quote(run_ / "best.pt") + " --data " + quote(data_) +
+                                  " --tta flip --tta-scales 0.75,1 --sliding-window --window-overlap 0.5 --json " +
+                                  quote(json_file),
+                              dir_.path);
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::ifstream in(json_file);
+  const nlohmann::json j = nlohmann::json::parse(in).at("inference");
+  EXPECT_EQ(j.at("tta"), "flip") << j;
+  EXPECT_EQ(j.at("tta_scales"), nlohmann::json({0.75, 1.0})) << j;
+  EXPECT_EQ(j.at("sliding_window"), true) << j;
+  EXPECT_EQ(j.at("window_overlap"), 0.5) << j;
+  EXPECT_EQ(j.at("precision"), "fp32") << j;
+  EXPECT_EQ(j.at("mc_samples"), 1) << j;
+}
+
+TEST_F(CliRun, BadTtaOptionsFailNamingTheirFlag) {
+  const std::string eval = "eval --checkpoint " + quote(run_ / "best.pt") + " --data " + quote(data_);
+  EXPECT_TRUE(FailsWithErrorNaming(segnet_cli(eval + " --tta-scales 1,0", dir_.path), "--tta-scales"));
+  EXPECT_TRUE(FailsWithErrorNaming(segnet_cli(eval + " --tta mirror", dir_.path), "--tta"));
+  EXPECT_TRUE(FailsWithErrorNaming(segnet_cli(eval + " --sliding-window --window-overlap 1", dir_.path), "--window-overlap"));
+  // Without --sliding-window the overlap would be silently ignored.
+  EXPECT_TRUE(FailsWithErrorNaming(segnet_cli(eval + " --window-overlap 0.5", dir_.path), "--sliding-window"));
+}
+
+// Images of two shapes, one of them wider than the training size (24x32), in one batch: each mask
+// comes back at its image's size.
+TEST_F(CliRun, PredictWithTtaAndSlidingWindowWritesMasksAtEachInputsSize) {
+  const fs::path in = dir_.path / "in", out = dir_.path / "pred";
+  fs::create_directories(in);
+  const std::vector<std::pair<std::string, cv::Size>> images = {{"wide", {80, 30}}, {"square", {32, 24}}};
+  for (const auto& [name, size] : images) {
+    cv::Mat image(size, CV_8UC3);
+    cv::randu(image, 0, 256);
+    ASSERT_TRUE(cv::imwrite((in / (name + ".png")).string(), image));
+  }
+  const Result r = segnet_cli("predict --checkpoint " + quote(run_ / "best.pt") + " --out " + quote(out) +
+                                  " --batch 2 --tta flip --tta-scales 1,1.5 --sliding-window " + quote(in),
+                              dir_.path);
+  ASSERT_EQ(r.status, 0) << r.err;
+  for (const auto& [name, size] : images) {
+    const cv::Mat ids = cv::imread((out / (name + ".png")).string(), cv::IMREAD_UNCHANGED);
+    ASSERT_FALSE(ids.empty()) << name;
+    EXPECT_EQ(ids.size(), size) << name;
+  }
+}
+
 TEST_F(CliRun, PredictRejectsBatchZeroNamingTheFlag) {
   const Result r = segnet_cli("predict --checkpoint " + quote(run_ / "best.pt") + " --out " + quote(dir_.path / "pred") +
                                   " --batch 0 " + quote(data_ / "train"),

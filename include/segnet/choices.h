@@ -41,6 +41,10 @@ enum class LrSchedule { Poly, Constant };
 // fp32, or bf16 compute with fp32 weights (training) / bf16 weights (inference).
 enum class Precision { Float32, BFloat16 };
 
+// Test-time augmentation at inference: none, or also the horizontal mirror of each view, whose
+// probabilities (mirrored back) are averaged in.
+enum class Tta { None, Flip };
+
 // Named augmentation settings for training (see AugmentOptions): nothing; horizontal flips only;
 // light (scale 0.75-1.5, mild colour jitter); standard (scale 0.5-2.0, jitter 0.25, hue 0.05, as
 // MMSegmentation's recipes); strong (scale 0.5-2.0, jitter 0.4, hue 0.1). All but none flip.
@@ -111,6 +115,10 @@ struct ChoiceNames<Precision> {
   static std::vector<std::pair<Precision, std::string>> all() {
     return {{Precision::Float32, "fp32"}, {Precision::BFloat16, "bf16"}};
   }
+};
+template <>
+struct ChoiceNames<Tta> {
+  static std::vector<std::pair<Tta, std::string>> all() { return {{Tta::None, "none"}, {Tta::Flip, "flip"}}; }
 };
 template <>
 struct ChoiceNames<AugmentPreset> {

@@ -67,7 +67,7 @@ InferenceReport segment_files(Segmenter& segmenter, const std::vector<std::files
     std::vector<torch::Tensor> inputs;
     std::vector<cv::Size> sizes;
     for (const auto& p : group) inputs.push_back(p.input), sizes.push_back(p.rgb.size());
-    const auto probabilities = segmenter.probabilities(torch::stack(inputs), sizes);
+    const auto probabilities = segmenter.probabilities(inputs, sizes);
     bool go_on = true;
     for (size_t i = 0; i < group.size(); ++i) {
       writing.push_back(std::async(std::launch::async, [&sink, item = group[i], probs = probabilities[i]] {

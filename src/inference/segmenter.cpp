@@ -4,7 +4,46 @@
 #include <opencv2/imgproc.hpp>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
 namespace segnet {
+
+namespace {
+
+namespace F = torch::nn::functional;
+
+// Bilinear. Images are antialiased when shrunk, as resize_image does (cv::INTER_AREA); probabilities are
+// not, as before test-time augmentation, so that plain inference gives what it gave.
+torch::Tensor resized(const torch::Tensor& x, int64_t height, int64_t width, bool image) {
+  if (x.size(2) == height && x.size(3) == width) return x;
+  return F::interpolate(x, F::InterpolateFuncOptions()
+                               .size(std::vector<int64_t>{height, width})
+                               .mode(torch::kBilinear)
+                               .align_corners(false)
+                               .antialias(image && (height < x.size(2) || width < x.size(3))));
+}
+
+std::string text(double value) {
+  std::ostringstream out;
+  out << value;
+  return out.str();
+}
+
+int64_t scaled(int64_t length, double factor) { return std::max<int64_t>(1, std::llround(double(length) * factor)); }
+
+// Where tiles of `tile` start along a side of `length` (>= tile): neighbours overlap by `overlap` of a
+// tile, and the last one ends flush with the side.
+std::vector<int64_t> tile_starts(int64_t length, int64_t tile, double overlap) {
+  const int64_t stride = std::max<int64_t>(1, tile - std::llround(double(tile) * overlap));
+  std::vector<int64_t> starts;
+  for (int64_t start = 0; start + tile < length; start += stride) starts.push_back(start);
+  starts.push_back(length - tile);
+  return starts;
+}
+
+}  // namespace
 
 torch::Tensor class_probabilities(const torch::Tensor& logits, bool binary) {
   if (!binary) return torch::softmax(logits, 1);
@@ -20,6 +59,12 @@ Segmenter::Segmenter(ModelInfo info, const SegNet& model, torch::Device device, 
     throw OptionError("mc_samples", "needs a model with dropout to sample; '" + to_string(info_.model) +
                                         "' has none (use a bayesian-* model)");
   if (!(options_.threshold > 0 && options_.threshold < 1)) throw OptionError("threshold", "must be between 0 and 1");
+  if (options_.tta_scales.empty()) throw OptionError("tta_scales", "must list at least one scale");
+  for (double scale : options_.tta_scales)
+    if (!(scale > 0 && scale <= 4))  // beyond 4, memory grows with the square for views the model never saw
+      throw OptionError("tta_scales", "must each be in (0, 4], not " + text(scale));
+  if (!(options_.window_overlap >= 0 && options_.window_overlap < 1))
+    throw OptionError("window_overlap", "must be in [0, 1), not " + text(options_.window_overlap));
   model_->eval();
   model_->set_mc_dropout(options_.mc_samples > 1);
   model_->fold_batch_norm();
@@ -41,28 +86,89 @@ torch::Tensor Segmenter::logits(const torch::Tensor& input) {
 
 torch::Tensor Segmenter::input(const cv::Mat& rgb) const {
   if (rgb.empty() || rgb.type() != CV_8UC3) throw Error("segment: images must be 8-bit, 3-channel RGB");
-  return image_to_tensor(resize_image(rgb, info_.size), info_.norm);
+  const double top = *std::max_element(options_.tta_scales.begin(), options_.tta_scales.end());
+  // Smaller scales are shrunk from this on the device, so each image is resized once here.
+  Size2 size{scaled(info_.size.height, top), scaled(info_.size.width, top)};
+  if (options_.sliding_window) {
+    const double cover = std::max(double(info_.size.height) / rgb.rows, double(info_.size.width) / rgb.cols);
+    size = {scaled(rgb.rows, cover * top), scaled(rgb.cols, cover * top)};
+  }
+  return image_to_tensor(resize_image(rgb, size), info_.norm);
+}
+
+torch::Tensor Segmenter::view_probabilities(const torch::Tensor& views) {
+  const int64_t n = views.size(0);
+  const bool flip = options_.tta == Tta::Flip;
+  const auto batch = flip ? torch::cat({views, views.flip({3})}) : views;
+  torch::Tensor sum;
+  for (int64_t s = 0; s < options_.mc_samples; ++s) {
+    const auto p = class_probabilities(logits(batch), info_.binary());
+    sum = s == 0 ? p : sum.add_(p);
+  }
+  if (flip) return sum.slice(0, 0, n).add(sum.slice(0, n).flip({3})).div_(2.0 * double(options_.mc_samples));
+  return sum.div_(static_cast<double>(options_.mc_samples));
+}
+
+torch::Tensor Segmenter::window_probabilities(const torch::Tensor& views) {
+  const int64_t n = views.size(0), height = views.size(2), width = views.size(3);
+  const int64_t tile_h = info_.size.height, tile_w = info_.size.width;
+  // 0 is the normalisation's mean colour.
+  const auto padded =
+      torch::constant_pad_nd(views, {0, std::max<int64_t>(0, tile_w - width), 0, std::max<int64_t>(0, tile_h - height)});
+  const auto ys = tile_starts(padded.size(2), tile_h, options_.window_overlap);
+  const auto xs = tile_starts(padded.size(3), tile_w, options_.window_overlap);
+  std::vector<torch::Tensor> tiles;  // tile-major: tile k of view i is row k * n + i
+  for (int64_t y : ys)
+    for (int64_t x : xs) tiles.push_back(padded.slice(2, y, y + tile_h).slice(3, x, x + tile_w));
+  const auto p = view_probabilities(torch::cat(tiles));
+  auto sum = torch::zeros({n, p.size(1), padded.size(2), padded.size(3)}, p.options());
+  auto count = torch::zeros({1, 1, padded.size(2), padded.size(3)}, p.options());
+  int64_t k = 0;
+  for (int64_t y : ys)
+    for (int64_t x : xs) {
+      sum.slice(2, y, y + tile_h).slice(3, x, x + tile_w).add_(p.slice(0, k * n, (k + 1) * n));
+      count.slice(2, y, y + tile_h).slice(3, x, x + tile_w).add_(1);
+      ++k;
+    }
+  return sum.div_(count).slice(2, 0, height).slice(3, 0, width);
 }
 
 std::vector<torch::Tensor> Segmenter::probabilities(const torch::Tensor& inputs, const std::vector<cv::Size>& sizes) {
   TORCH_CHECK(inputs.dim() == 4 && inputs.size(0) == static_cast<int64_t>(sizes.size()),
               "probabilities: one size per input image");
   torch::NoGradGuard no_grad;
-  torch::Tensor mean;
-  for (int64_t s = 0; s < options_.mc_samples; ++s) {
-    const auto p = class_probabilities(logits(inputs), info_.binary());
-    mean = s == 0 ? p : mean.add_(p);
+  const double top = *std::max_element(options_.tta_scales.begin(), options_.tta_scales.end());
+  std::vector<torch::Tensor> sums(sizes.size());
+  for (double scale : options_.tta_scales) {
+    const auto views = options_.sliding_window
+                           ? resized(inputs, scaled(inputs.size(2), scale / top), scaled(inputs.size(3), scale / top), true)
+                           : resized(inputs, scaled(info_.size.height, scale), scaled(info_.size.width, scale), true);
+    const auto p = options_.sliding_window ? window_probabilities(views) : view_probabilities(views);
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      auto pi = resized(p.slice(0, i, i + 1), sizes[i].height, sizes[i].width, false);
+      sums[i] = sums[i].defined() ? sums[i] + pi : pi;
+    }
   }
-  mean.div_(static_cast<double>(options_.mc_samples));
   std::vector<torch::Tensor> out;
-  for (size_t i = 0; i < sizes.size(); ++i) {
-    auto p = mean.slice(0, i, i + 1);
-    if (p.size(2) != sizes[i].height || p.size(3) != sizes[i].width)
-      p = torch::nn::functional::interpolate(p, torch::nn::functional::InterpolateFuncOptions()
-                                                    .size(std::vector<int64_t>{sizes[i].height, sizes[i].width})
-                                                    .mode(torch::kBilinear)
-                                                    .align_corners(false));
-    out.push_back(p.squeeze(0).to(torch::kCPU).contiguous());
+  for (const auto& sum : sums)
+    out.push_back(sum.div(static_cast<double>(options_.tta_scales.size())).squeeze(0).to(torch::kCPU).contiguous());
+  return out;
+}
+
+std::vector<torch::Tensor> Segmenter::probabilities(const std::vector<torch::Tensor>& inputs,
+                                                    const std::vector<cv::Size>& sizes) {
+  TORCH_CHECK(inputs.size() == sizes.size(), "probabilities: one size per input image");
+  std::vector<torch::Tensor> out(inputs.size());
+  for (size_t first = 0; first < inputs.size(); ++first) {
+    if (out[first].defined()) continue;
+    std::vector<size_t> same;  // the inputs of first's size, stacked into one batch
+    for (size_t i = first; i < inputs.size(); ++i)
+      if (!out[i].defined() && inputs[i].sizes() == inputs[first].sizes()) same.push_back(i);
+    std::vector<torch::Tensor> batch;
+    std::vector<cv::Size> batch_sizes;
+    for (size_t i : same) batch.push_back(inputs[i]), batch_sizes.push_back(sizes[i]);
+    const auto p = probabilities(torch::stack(batch), batch_sizes);
+    for (size_t j = 0; j < same.size(); ++j) out[same[j]] = p[j];
   }
   return out;
 }
@@ -84,7 +190,7 @@ std::vector<cv::Mat> Segmenter::segment(const std::vector<cv::Mat>& images) {
     sizes.push_back(image.size());
   }
   std::vector<cv::Mat> ids;
-  for (const auto& p : probabilities(torch::stack(inputs), sizes)) ids.push_back(labels_from(p));
+  for (const auto& p : probabilities(inputs, sizes)) ids.push_back(labels_from(p));
   return ids;
 }
 

@@ -89,7 +89,7 @@ InferenceReport predict_video(Segmenter& segmenter, const VideoInput& input, con
         if (f.rgb.size() != frame_size) throw Error(source, "frame size changed mid-stream");
         inputs.push_back(f.input);
       }
-      const auto probabilities = segmenter.probabilities(torch::stack(inputs), std::vector<cv::Size>(group.size(), frame_size));
+      const auto probabilities = segmenter.probabilities(inputs, std::vector<cv::Size>(group.size(), frame_size));
       for (size_t i = 0; i < group.size() && go_on; ++i) {
         const cv::Mat ids = segmenter.labels_from(probabilities[i]);
         cv::Mat bgr;

@@ -25,6 +25,17 @@ torch::Device Compute::setup() const {
 void add_inference_options(CLI::App* cmd, SegmenterOptions& o) {
   cmd->add_option("--mc-samples", o.mc_samples, "Bayesian models: average this many dropout samples")->capture_default_str();
   cmd->add_option("--threshold", o.threshold, "binary models: foreground probability threshold")->capture_default_str();
+  add_choice(cmd, "--tta", o.tta, "test-time augmentation: flip also runs each image mirrored and averages the two");
+  cmd->add_option("--tta-scales", o.tta_scales,
+                  "multi-scale inference: factors of the training scale to run at, averaged (e.g. 0.75,1,1.25)")
+      ->delimiter(',')
+      ->capture_default_str();
+  auto* window = cmd->add_flag("--sliding-window", o.sliding_window,
+                               "keep the aspect ratio: scale the image to cover a training-size tile and average "
+                               "overlapping tiles (for images shaped unlike the training size)");
+  cmd->add_option("--window-overlap", o.window_overlap, "sliding window: share of a tile that neighbours overlap, in [0, 1)")
+      ->capture_default_str()
+      ->needs(window);
 }
 
 Size2 parse_size(const std::string& flag, const std::string& text) {

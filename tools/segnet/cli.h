@@ -62,7 +62,8 @@ struct Compute {
   torch::Device setup() const;
 };
 
-// --mc-samples and --threshold, for the commands that segment.
+// --mc-samples, --threshold, --tta, --tta-scales, --sliding-window and --window-overlap, for the commands that
+// segment.
 void add_inference_options(CLI::App* cmd, SegmenterOptions& options);
 
 // "HxW" (e.g. "360x480") for `flag`; anything else is an Error naming the flag.

@@ -58,7 +58,12 @@ void run_eval(EvalArgs& a, const CLI::App* cmd) {
   });
   if (terminal) std::fprintf(stderr, "\r\033[K");
   const bool binary = segmenter.info().binary();
-  const auto j = binary ? binary_metrics_json(matrix) : metrics_json(matrix, segmenter.info().classes);
+  auto j = binary ? binary_metrics_json(matrix) : metrics_json(matrix, segmenter.info().classes);
+  const SegmenterOptions& o = segmenter.options();
+  j["inference"] = {{"precision", to_string(o.precision)}, {"mc_samples", o.mc_samples}, {"tta", to_string(o.tta)},
+                    {"tta_scales", o.tta_scales},          {"sliding_window", o.sliding_window}};
+  if (o.sliding_window) j["inference"]["window_overlap"] = o.window_overlap;
+  if (binary) j["inference"]["threshold"] = o.threshold;
   binary ? print_binary_metrics(j) : print_metrics(j);
   if (a.json.empty()) return;
   write_text(a.json, j.dump(2) + "\n");
