@@ -12,6 +12,7 @@
 #include <segnet/metrics.h>
 #include <segnet/model.h>
 #include <segnet/predict.h>
+#include <segnet/quantize.h>
 #include <segnet/runtime.h>
 #include <segnet/segmenter.h>
 #include <segnet/train.h>
