@@ -15,6 +15,11 @@
 
 namespace segnet {
 
+// The values one activation took on calibration images: what int8 inference maps to 0..255.
+struct ActivationRange {
+  float min = 0, max = 0;
+};
+
 // What a trained model is and how its inputs are prepared.
 struct ModelInfo {
   Model model = Model::SegNet;
@@ -30,6 +35,8 @@ struct ModelInfo {
   LabelFormat label_format = LabelFormat::Ids;
   std::map<int64_t, int64_t> label_map;  // stored value -> class id or kIgnoreLabel; empty: as stored
   std::vector<Rgb> void_colors;          // colour masks: colours that are void
+  // int8 inference: each quantized activation's range, in the order quantize.h gives; empty: not calibrated.
+  std::vector<ActivationRange> activation_ranges;
 
   bool binary() const { return task == Task::Binary; }
   SegNetOptions options() const {

@@ -38,8 +38,9 @@ enum class Optimizer { Sgd, Adam };
 // Poly: lr * (1 - step / total_steps)^0.9, per step; constant, as in the SegNet paper.
 enum class LrSchedule { Poly, Constant };
 
-// fp32, or bf16 compute with fp32 weights (training) / bf16 weights (inference).
-enum class Precision { Float32, BFloat16 };
+// fp32, or bf16 compute with fp32 weights (training) / bf16 weights (inference), or (inference only)
+// int8 convolutions with calibrated activation ranges (see quantize.h).
+enum class Precision { Float32, BFloat16, Int8 };
 
 // Test-time augmentation at inference: none, or also the horizontal mirror of each view, whose
 // probabilities (mirrored back) are averaged in.
@@ -113,7 +114,7 @@ struct ChoiceNames<LrSchedule> {
 template <>
 struct ChoiceNames<Precision> {
   static std::vector<std::pair<Precision, std::string>> all() {
-    return {{Precision::Float32, "fp32"}, {Precision::BFloat16, "bf16"}};
+    return {{Precision::Float32, "fp32"}, {Precision::BFloat16, "bf16"}, {Precision::Int8, "int8"}};
   }
 };
 template <>

@@ -138,7 +138,7 @@ class DecoderStageImpl : public torch::nn::Module {
   torch::nn::Sequential convs;
   McDropout dropout{nullptr};
 
- private:
+  // Back to the encoder stage's resolution; public for the int8 path (quantize.h), which runs it in fp32.
   torch::Tensor upsample(const torch::Tensor& x, const torch::Tensor& indices, const std::vector<int64_t>& size);
 };
 TORCH_MODULE(DecoderStage);

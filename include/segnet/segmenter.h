@@ -7,9 +7,12 @@
 #include <torch/types.h>
 
 #include <filesystem>
+#include <memory>
 #include <vector>
 
 namespace segnet {
+
+class QuantizedSegNet;
 
 struct SegmenterOptions {
   Precision precision = Precision::Float32;
@@ -39,7 +42,8 @@ torch::Tensor class_probabilities(const torch::Tensor& logits, bool binary);
 class Segmenter {
  public:
   // Works on its own copy of `model`, prepared for inference: batch norm folded into the
-  // convolutions, channels-last, and bf16 weights for Precision::BFloat16. Bad options are OptionErrors.
+  // convolutions, channels-last, and bf16 weights for Precision::BFloat16; for Precision::Int8 int8
+  // convolutions with `info`'s activation ranges (quantize.h), on the CPU. Bad options are OptionErrors.
   Segmenter(ModelInfo info, const SegNet& model, torch::Device device, SegmenterOptions options = {});
   static Segmenter from_checkpoint(const std::filesystem::path& file, torch::Device device,
                                    SegmenterOptions options = {});
@@ -78,6 +82,7 @@ class Segmenter {
   torch::Device device_;
   SegmenterOptions options_;
   torch::Dtype dtype_;
+  std::shared_ptr<QuantizedSegNet> quantized_;  // Precision::Int8 only
 };
 
 }  // namespace segnet

@@ -13,6 +13,7 @@
 #include <segnet/model.h>
 #include <segnet/predict.h>
 #include <segnet/pretrained.h>
+#include <segnet/quantize.h>
 #include <segnet/runtime.h>
 #include <segnet/segmenter.h>
 #include <segnet/state_dict.h>

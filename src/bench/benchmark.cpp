@@ -1,6 +1,7 @@
 #include <segnet/bench.h>
 #include <segnet/error.h>
 #include <segnet/runtime.h>
+#include <segnet/quantize.h>
 #include <segnet/segmenter.h>
 #include <segnet/train.h>
 
@@ -79,6 +80,7 @@ BenchResult run_benchmark(const BenchOptions& o) {
   if (o.iters < 1) throw OptionError("iters", "must be at least 1");
   if (o.warmup < 0) throw OptionError("warmup", "must be at least 0");
   check_device(o.device);
+  if (o.train && o.precision == Precision::Int8) throw OptionError("precision", "int8 is for inference only");
   torch::manual_seed(0);
   ModelInfo info;
   info.model = o.model;
@@ -102,6 +104,8 @@ BenchResult run_benchmark(const BenchOptions& o) {
     const Objective objective{Task::Multiclass, Loss::CrossEntropy, weights};
     step = [&, objective] { train_step(model, *optimizer, batch, objective, o.precision, o.device, *alone, 0); };
   } else {
+    // int8 needs activation ranges; the random input's serve for timing.
+    if (o.precision == Precision::Int8) info.activation_ranges = calibrate(model, {images});
     segmenter = std::make_unique<Segmenter>(info, model, o.device, SegmenterOptions{o.precision});
     step = [&] { segmenter->logits(images).sum().item<float>(); };  // item() waits for the device
   }

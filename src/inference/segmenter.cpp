@@ -1,4 +1,5 @@
 #include <segnet/error.h>
+#include <segnet/quantize.h>
 #include <segnet/segmenter.h>
 
 #include <opencv2/imgproc.hpp>
@@ -65,6 +66,14 @@ Segmenter::Segmenter(ModelInfo info, const SegNet& model, torch::Device device, 
       throw OptionError("tta_scales", "must each be in (0, 4], not " + text(scale));
   if (!(options_.window_overlap >= 0 && options_.window_overlap < 1))
     throw OptionError("window_overlap", "must be in [0, 1), not " + text(options_.window_overlap));
+  if (options_.precision == Precision::Int8) {
+    if (!device_.is_cpu()) throw OptionError("precision", "int8 runs on the CPU only, not on '" + device_.str() + "'");
+    if (options_.mc_samples > 1) throw OptionError("mc_samples", "int8 inference does not sample dropout");
+    if (info_.activation_ranges.empty())
+      throw OptionError("precision", "int8 needs activation ranges calibrated on images; this model has none");
+    quantized_ = std::make_shared<QuantizedSegNet>(model, info_.activation_ranges);
+    return;  // the fp32 copy is not needed
+  }
   model_->eval();
   model_->set_mc_dropout(options_.mc_samples > 1);
   model_->fold_batch_norm();
@@ -75,11 +84,14 @@ Segmenter::Segmenter(ModelInfo info, const SegNet& model, torch::Device device, 
 Segmenter Segmenter::from_checkpoint(const std::filesystem::path& file, torch::Device device,
                                      SegmenterOptions options) {
   Checkpoint ck = load_checkpoint(file);
+  if (options.precision == Precision::Int8 && ck.info.activation_ranges.empty())
+    throw Error(file, "holds no int8 activation ranges; calibrate it on training images first");
   return Segmenter(std::move(ck.info), ck.model, device, options);
 }
 
 torch::Tensor Segmenter::logits(const torch::Tensor& input) {
   torch::NoGradGuard no_grad;
+  if (quantized_) return quantized_->forward(input);
   const auto x = input.to(device_, dtype_).contiguous(at::MemoryFormat::ChannelsLast);
   return model_->forward(x).to(torch::kFloat);
 }

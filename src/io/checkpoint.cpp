@@ -1,6 +1,7 @@
 #include <segnet/checkpoint.h>
 #include <segnet/error.h>
 #include <segnet/files.h>
+#include <segnet/quantize.h>
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
@@ -55,6 +56,8 @@ E choice(const nlohmann::json& j, const char* key) {
 nlohmann::json to_json(const ModelInfo& info, const TrainState& state) {
   nlohmann::json classes = nlohmann::json::array();
   for (const auto& c : info.classes) classes.push_back({{"name", c.name}, {"rgb", c.rgb}});
+  nlohmann::json ranges = nlohmann::json::array();
+  for (const auto& r : info.activation_ranges) ranges.push_back({r.min, r.max});
   return {{"format", kFormat},
           {"version", kVersion},
           {"model", to_string(info.model)},
@@ -70,6 +73,7 @@ nlohmann::json to_json(const ModelInfo& info, const TrainState& state) {
           {"mean", info.norm.mean},
           {"std", info.norm.std},
           {"class_weights", info.class_weights},
+          {"activation_ranges", ranges},
           {"epoch", state.epoch},
           {"best_miou", state.best_miou},
           {"best_epoch", state.best_epoch},
@@ -91,6 +95,9 @@ void from_json(const nlohmann::json& j, ModelInfo& info, TrainState& state) {
   info.norm.mean = j.at("mean");
   info.norm.std = j.at("std");
   info.class_weights = j.at("class_weights").get<std::vector<float>>();
+  // Checkpoints written before int8 inference, or not calibrated, have none.
+  for (const auto& r : j.value("activation_ranges", nlohmann::json::array()))
+    info.activation_ranges.push_back({r.at(0).get<float>(), r.at(1).get<float>()});
   state.epoch = j.at("epoch");
   // NaN (a run without validation) is written as null.
   state.best_miou = j.at("best_miou").is_null() ? std::nan("") : j.at("best_miou").get<double>();
@@ -175,6 +182,14 @@ CheckpointReader::CheckpointReader(std::filesystem::path file) : file_(std::move
   } catch (const OptionError& e) {
     throw Error(file_, std::string("describes no buildable model: ") + e.what());
   }
+  const auto& ranges = info_.activation_ranges;
+  const int64_t needed = activation_count(info_.options());
+  if (!ranges.empty() && static_cast<int64_t>(ranges.size()) != needed)
+    throw Error(file_, "holds " + std::to_string(ranges.size()) + " int8 activation ranges; its model has " +
+                           std::to_string(needed));
+  for (const auto& r : ranges)
+    if (!(std::isfinite(r.min) && std::isfinite(r.max) && r.min <= r.max))
+      throw Error(file_, "holds an int8 activation range that is not an interval");
 }
 
 namespace {

@@ -159,7 +159,7 @@ NewRun new_run(const TrainOptions& o, const std::vector<SamplePaths>& train_samp
   info = {o.model,    o.task,     o.upsampling,
           o.dilation, classes,    spec.void_labels,
           o.size,     stats.norm, class_weights(o.class_weights, stats, spec.num_classes),
-          spec.format, spec.value_map, spec.void_colors};
+          spec.format, spec.value_map, spec.void_colors, /*activation_ranges=*/{}};
   run.start.model = std::move(start.model);
   info.norm = start.norm.value_or(stats.norm);
   return run;
@@ -238,6 +238,7 @@ void score(EpochRecord& r, Segmenter validator, const std::vector<SamplePaths>& 
 void validate(const TrainOptions& o) {
   if (o.data.empty()) throw OptionError("data", "is needed: the dataset folder");
   if (o.epochs < 1) throw OptionError("epochs", "must be at least 1");
+  if (o.precision == Precision::Int8) throw OptionError("precision", "int8 is for inference only; train in fp32 or bf16");
   if (o.batch < 1) throw OptionError("batch", "must be at least 1");
   if (o.lr && !(*o.lr > 0)) throw OptionError("lr", "must be positive");
   if (!(o.weight_decay >= 0)) throw OptionError("weight_decay", "must be at least 0");

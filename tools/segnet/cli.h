@@ -30,6 +30,7 @@ Command add_export(CLI::App& app);
 Command add_convert(CLI::App& app);
 Command add_report(CLI::App& app);
 Command add_tune(CLI::App& app);
+Command add_calibrate(CLI::App& app);
 
 // An option whose value is one of a choice's names (--help lists them); sets `target` once parsed.
 template <class E>

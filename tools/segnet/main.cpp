@@ -26,7 +26,8 @@ int main(int argc, char** argv) {
   const std::vector<cli::Command> commands = {cli::add_train(app),        cli::add_eval(app),  cli::add_predict(app),
                                               cli::add_pseudo_label(app), cli::add_bench(app), cli::add_synth(app),
                                               cli::add_export(app),       cli::add_convert(app),
-                                              cli::add_report(app),       cli::add_tune(app)};
+                                              cli::add_report(app),       cli::add_tune(app),
+                                              cli::add_calibrate(app)};
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {  // --help

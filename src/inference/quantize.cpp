@@ -1,0 +1,360 @@
+#include <segnet/error.h>
+#include <segnet/quantize.h>
+
+#include <ATen/Parallel.h>
+#include <ATen/native/quantized/PackedParams.h>
+#include <ATen/record_function.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <cstring>
+
+namespace segnet {
+
+namespace {
+
+using PackedConv = c10::intrusive_ptr<ConvPackedParamsBase<2>>;
+
+struct Stages {
+  std::vector<EncoderStageImpl*> encoder;
+  std::vector<DecoderStageImpl*> decoder;  // deepest first
+  torch::nn::Conv2dImpl* classifier = nullptr;
+};
+
+// The network's stages in the order SegNetImpl registers them.
+Stages stages_of(SegNetImpl& model) {
+  Stages s;
+  for (const auto& child : model.children()) {
+    if (auto* e = child->as<EncoderStageImpl>()) s.encoder.push_back(e);
+    else if (auto* d = child->as<DecoderStageImpl>()) s.decoder.push_back(d);
+    else if (auto* c = child->as<torch::nn::Conv2dImpl>()) s.classifier = c;
+  }
+  return s;
+}
+
+std::vector<ConvBlockImpl*> blocks_of(torch::nn::Sequential& convs) {
+  std::vector<ConvBlockImpl*> blocks;
+  for (const auto& m : convs->children()) blocks.push_back(m->as<ConvBlockImpl>());
+  return blocks;
+}
+
+// A copy of `model` for inference: eval mode, batch norm folded, fp32 channels-last on the CPU.
+SegNet inference_copy(const SegNet& model) {
+  SegNet copy = copy_model(model);
+  copy->eval();
+  copy->fold_batch_norm();
+  copy->to(torch::kCPU, torch::kFloat);
+  to_channels_last(*copy);
+  return copy;
+}
+
+// The stage names SegNetImpl::forward records, so that profiles of both paths read alike.
+std::string stage_name(const char* kind, size_t stage) { return kind + std::to_string(stage + 1); }
+
+// oneDNN's int8 convolutions are the fastest LibTorch 1.13 offers on x86 (QNNPACK targets ARM); other
+// builds of LibTorch may lack it.
+void select_quantized_engine() {
+  const auto engines = at::globalContext().supportedQEngines();
+  for (auto engine : {at::QEngine::ONEDNN, at::QEngine::FBGEMM, at::QEngine::QNNPACK})
+    if (std::find(engines.begin(), engines.end(), engine) != engines.end()) {
+      at::globalContext().setQEngine(engine);
+      return;
+    }
+  throw Error("int8 inference: this LibTorch has no quantized engine");
+}
+
+// One image's range of `x`: its extremes, or its (100 - p)th and p-th percentiles.
+ActivationRange range_of(const torch::Tensor& x, double percentile) {
+  if (percentile >= 100) return {x.min().item<float>(), x.max().item<float>()};
+  const auto flat = x.flatten();
+  const int64_t n = flat.numel();
+  const int64_t k = std::max<int64_t>(1, std::llround(n * (100 - percentile) / 100));
+  return {std::get<0>(flat.kthvalue(k)).item<float>(), std::get<0>(flat.kthvalue(n - k + 1)).item<float>()};
+}
+
+const uint8_t* bytes_of(const torch::Tensor& q) { return reinterpret_cast<const uint8_t*>(q.data_ptr<c10::quint8>()); }
+uint8_t* bytes_of(torch::Tensor& q) { return reinterpret_cast<uint8_t*>(q.data_ptr<c10::quint8>()); }
+
+torch::Tensor empty_like_quantized(const torch::Tensor& q, int64_t height, int64_t width) {
+  return at::_empty_affine_quantized({q.size(0), q.size(1), height, width}, q.options(), q.q_scale(), q.q_zero_point(),
+                                     at::MemoryFormat::ChannelsLast);
+}
+
+// MaxPoolWithIndices on uint8 values (channels-last, same scale, so the same maxima). Each maximum's
+// place is kept as its position in its 2x2 window, 0..3 row by row, in one byte rather than the fp32
+// path's 8-byte flat index: unpooling reads it back, and the decoder's memory traffic is what is saved.
+// Ties go to the first position, as in LibTorch's kernel.
+std::pair<torch::Tensor, torch::Tensor> max_pool(const torch::Tensor& input) {
+  RECORD_FUNCTION("segnet::int8_max_pool", std::vector<c10::IValue>());
+  const auto q = input.contiguous(at::MemoryFormat::ChannelsLast);
+  const int64_t N = q.size(0), C = q.size(1), H = q.size(2), W = q.size(3), h = (H + 1) / 2, w = (W + 1) / 2;
+  auto pooled = empty_like_quantized(q, h, w);
+  auto where = torch::empty({N, h, w, C}, torch::kUInt8);
+  const uint8_t* in = bytes_of(q);
+  uint8_t* out = bytes_of(pooled);
+  uint8_t* place = where.data_ptr<uint8_t>();
+  at::parallel_for(0, N * h, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t n = row / h, y = 2 * (row % h);
+      const uint8_t* top = in + (n * H + y) * W * C;
+      const uint8_t* bottom = y + 1 < H ? top + W * C : nullptr;  // ceil mode: the last window may be short
+      for (int64_t col = 0; col < w; ++col) {
+        const int64_t x = 2 * col;
+        const bool right = x + 1 < W;
+        const uint8_t* taps[4] = {top + x * C, right ? top + (x + 1) * C : nullptr, bottom ? bottom + x * C : nullptr,
+                                  bottom && right ? bottom + (x + 1) * C : nullptr};
+        uint8_t* o = out + (row * w + col) * C;
+        uint8_t* a = place + (row * w + col) * C;
+        std::memcpy(o, taps[0], C);
+        std::memset(a, 0, C);
+        for (uint8_t k = 1; k < 4; ++k) {
+          const uint8_t* t = taps[k];
+          if (!t) continue;
+          for (int64_t c = 0; c < C; ++c) {  // branch-free, so that it vectorises
+            const bool greater = t[c] > o[c];
+            o[c] = greater ? t[c] : o[c];
+            a[c] = greater ? k : a[c];
+          }
+        }
+      }
+    }
+  });
+  return {pooled, where};
+}
+
+// MaxUnpool on uint8 values: each value back to its window position, every other position the zero
+// point (real 0). Each pooled row owns output rows 2r and 2r+1: it fills them with the zero point,
+// then scatters its values into them.
+torch::Tensor max_unpool(const torch::Tensor& input, const torch::Tensor& where, const std::vector<int64_t>& size) {
+  RECORD_FUNCTION("segnet::int8_max_unpool", std::vector<c10::IValue>());
+  const auto q = input.contiguous(at::MemoryFormat::ChannelsLast);
+  const int64_t N = q.size(0), C = q.size(1), h = q.size(2), w = q.size(3), H = size[0], W = size[1];
+  TORCH_CHECK((H + 1) / 2 == h && (W + 1) / 2 == w, "int8 unpooling: the size must be the pooled input's");
+  auto full = empty_like_quantized(q, H, W);
+  const auto zero = static_cast<uint8_t>(q.q_zero_point());
+  const uint8_t* in = bytes_of(q);
+  const uint8_t* place = where.data_ptr<uint8_t>();
+  uint8_t* out = bytes_of(full);
+  at::parallel_for(0, N * h, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t n = row / h, y = 2 * (row % h);
+      uint8_t* top = out + (n * H + y) * W * C;
+      std::memset(top, zero, std::min<int64_t>(2, H - y) * W * C);
+      const uint8_t* v = in + row * w * C;
+      const uint8_t* a = place + row * w * C;
+      for (int64_t col = 0; col < w; ++col, v += C, a += C) {
+        uint8_t* window = top + 2 * col * C;
+        // Position k is row k / 2, column k % 2 of the window; the places are always inside the image.
+        for (int64_t c = 0; c < C; ++c) window[((a[c] >> 1) * W + (a[c] & 1)) * C + c] = v[c];
+      }
+    }
+  });
+  return full;
+}
+
+// fp32 values of a channels-last uint8 tensor; LibTorch's dequantize takes several times longer on these.
+torch::Tensor dequantized(const torch::Tensor& input) {
+  RECORD_FUNCTION("segnet::int8_dequantize", std::vector<c10::IValue>());
+  const auto q = input.contiguous(at::MemoryFormat::ChannelsLast);
+  auto out = torch::empty(q.sizes(), torch::dtype(torch::kFloat).memory_format(at::MemoryFormat::ChannelsLast));
+  const uint8_t* __restrict in = bytes_of(q);
+  float* __restrict values = out.data_ptr<float>();
+  const auto scale = static_cast<float>(q.q_scale());
+  const auto zero = static_cast<int32_t>(q.q_zero_point());
+  at::parallel_for(0, q.numel(), 1 << 16, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) values[i] = static_cast<float>(static_cast<int32_t>(in[i]) - zero) * scale;
+  });
+  return out;
+}
+
+torch::Tensor quantize(const torch::Tensor& x, const QuantParams& p) {
+  return torch::quantize_per_tensor(x.contiguous(at::MemoryFormat::ChannelsLast), p.scale, p.zero_point, torch::kQUInt8);
+}
+
+}  // namespace
+
+int64_t activation_count(const SegNetOptions& options) {
+  const LayerPlan plan = layer_plan(options.model());
+  const bool transposed = options.upsampling() == Upsampling::Transposed;
+  int64_t count = 1;  // the input
+  for (const auto& stage : plan.encoder) count += static_cast<int64_t>(stage.size());
+  for (const auto& stage : plan.decoder) count += (transposed ? 1 : 0) + static_cast<int64_t>(stage.size());
+  return count;
+}
+
+QuantParams quant_params(const ActivationRange& range) {
+  const double lo = std::min(0.f, range.min), hi = std::max(0.f, range.max);
+  if (!(hi - lo > 1e-12)) return {1.0, 0};  // constant zero: any step represents it
+  const double scale = (hi - lo) / 255;
+  return {scale, std::clamp<int64_t>(std::llround(-lo / scale), 0, 255)};
+}
+
+torch::Tensor quantize_weight(const torch::Tensor& weight) {
+  const auto w = weight.to(torch::kFloat).contiguous();
+  // An all-zero channel still needs a positive step.
+  const auto scales = w.abs().amax({1, 2, 3}).div(127).clamp_min(1e-12).to(torch::kDouble);
+  return torch::quantize_per_channel(w, scales, torch::zeros({w.size(0)}, torch::kLong), 0, torch::kQInt8);
+}
+
+std::vector<ActivationRange> calibrate(const SegNet& model, const std::vector<torch::Tensor>& inputs,
+                                       const CalibrationOptions& options) {
+  if (!(options.percentile > 50 && options.percentile <= 100))
+    throw OptionError("percentile", "must be above 50 and at most 100, got " + std::to_string(options.percentile));
+  if (inputs.empty()) throw OptionError("images", "calibration needs at least one image");
+  torch::NoGradGuard no_grad;
+  SegNet net = inference_copy(model);
+  const Stages stages = stages_of(*net);
+  const bool transposed = model->options().upsampling() == Upsampling::Transposed;
+  std::vector<ActivationRange> ranges;
+  std::vector<double> sum_min, sum_max;  // percentile ranges are averaged over the images
+  for (size_t image = 0; image < inputs.size(); ++image) {
+    size_t point = 0;
+    auto observe = [&](const torch::Tensor& x) {
+      const ActivationRange r = range_of(x, options.percentile);
+      if (image == 0) {
+        ranges.push_back(r);
+        sum_min.push_back(r.min), sum_max.push_back(r.max);
+      } else {
+        auto& seen = ranges[point];
+        seen.min = std::min(seen.min, r.min), seen.max = std::max(seen.max, r.max);
+        sum_min[point] += r.min, sum_max[point] += r.max;
+      }
+      ++point;
+    };
+    auto x = inputs[image].to(torch::kCPU, torch::kFloat).contiguous(at::MemoryFormat::ChannelsLast);
+    observe(x);
+    std::vector<torch::Tensor> indices;
+    std::vector<std::vector<int64_t>> sizes;
+    for (auto* stage : stages.encoder) {
+      sizes.push_back({x.size(2), x.size(3)});
+      for (auto* block : blocks_of(stage->convs)) observe(x = block->forward(x));
+      torch::Tensor idx;
+      std::tie(x, idx) = stage->pool(x);
+      indices.push_back(idx);
+    }
+    for (size_t i = 0; i < stages.decoder.size(); ++i) {
+      const size_t s = stages.encoder.size() - 1 - i;
+      auto* stage = stages.decoder[i];
+      x = stage->upsample(x, indices[s], sizes[s]);
+      if (transposed) observe(x);
+      for (auto* block : blocks_of(stage->convs)) observe(x = block->forward(x));
+    }
+  }
+  if (options.percentile < 100)
+    for (size_t p = 0; p < ranges.size(); ++p)
+      ranges[p] = {static_cast<float>(sum_min[p] / inputs.size()), static_cast<float>(sum_max[p] / inputs.size())};
+  return ranges;
+}
+
+struct QuantizedSegNet::Impl {
+  struct Conv {
+    PackedConv packed;
+    bool relu;
+    QuantParams out;
+  };
+  SegNet net{nullptr};  // fp32: the classifier, transposed-convolution upsampling
+  Stages stages;
+  QuantParams input;
+  std::vector<std::vector<Conv>> encoder, decoder;
+  std::vector<QuantParams> upsampled;  // per decoder stage, transposed-convolution decoders only
+};
+
+QuantizedSegNet::QuantizedSegNet(const SegNet& model, const std::vector<ActivationRange>& ranges)
+    : impl_(std::make_unique<Impl>()) {
+  const int64_t expected = activation_count(model->options());
+  if (static_cast<int64_t>(ranges.size()) != expected)
+    throw Error("int8 inference: the model has " + std::to_string(expected) + " quantized activations but " +
+                std::to_string(ranges.size()) + " calibrated ranges");
+  select_quantized_engine();
+  static const auto prepack =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("quantized::conv2d_prepack", "")
+          .typed<PackedConv(at::Tensor, c10::optional<at::Tensor>, torch::List<int64_t>, torch::List<int64_t>,
+                            torch::List<int64_t>, int64_t)>();
+  torch::NoGradGuard no_grad;
+  Impl& m = *impl_;
+  m.net = inference_copy(model);
+  m.stages = stages_of(*m.net);
+  size_t point = 0;
+  m.input = quant_params(ranges[point++]);
+  auto convs = [&](torch::nn::Sequential& seq) {
+    std::vector<Impl::Conv> out;
+    for (auto* block : blocks_of(seq)) {
+      const auto& conv = *block->conv;
+      const int64_t dilation = conv.options.dilation()->at(0);
+      const int64_t padding = dilation * (conv.weight.size(2) / 2);
+      out.push_back({prepack.call(quantize_weight(conv.weight), conv.bias.contiguous(), {1, 1}, {padding, padding},
+                                  {dilation, dilation}, 1),
+                     block->relu, quant_params(ranges[point++])});
+    }
+    return out;
+  };
+  const bool transposed = model->options().upsampling() == Upsampling::Transposed;
+  for (auto* stage : m.stages.encoder) m.encoder.push_back(convs(stage->convs));
+  for (auto* stage : m.stages.decoder) {
+    if (transposed) m.upsampled.push_back(quant_params(ranges[point++]));
+    m.decoder.push_back(convs(stage->convs));
+  }
+}
+
+QuantizedSegNet::~QuantizedSegNet() = default;
+QuantizedSegNet::QuantizedSegNet(QuantizedSegNet&&) noexcept = default;
+
+torch::Tensor QuantizedSegNet::forward(const torch::Tensor& input) {
+  torch::NoGradGuard no_grad;
+  Impl& m = *impl_;
+  auto run = [](std::vector<Impl::Conv>& convs, torch::Tensor q) {
+    for (auto& c : convs) {
+      RECORD_FUNCTION(c.relu ? "quantized::conv2d_relu" : "quantized::conv2d", std::vector<c10::IValue>());
+      q = c.relu ? c.packed->apply_relu(q, c.out.scale, c.out.zero_point) : c.packed->apply(q, c.out.scale, c.out.zero_point);
+    }
+    return q;
+  };
+  auto q = quantize(input.to(torch::kCPU, torch::kFloat), m.input);
+  std::vector<torch::Tensor> where;
+  std::vector<std::vector<int64_t>> sizes;
+  for (size_t s = 0; s < m.encoder.size(); ++s) {
+    RECORD_FUNCTION(stage_name("encoder", s), std::vector<c10::IValue>());
+    sizes.push_back({q.size(2), q.size(3)});
+    torch::Tensor w;
+    std::tie(q, w) = max_pool(run(m.encoder[s], q));
+    where.push_back(w);
+  }
+  for (size_t i = 0; i < m.decoder.size(); ++i) {
+    const size_t s = m.encoder.size() - 1 - i;
+    RECORD_FUNCTION(stage_name("decoder", s), std::vector<c10::IValue>());
+    auto* stage = m.stages.decoder[i];
+    if (stage->unpool) q = max_unpool(q, where[s], sizes[s]);
+    else if (stage->upconv) q = quantize(stage->upsample(dequantized(q), {}, sizes[s]), m.upsampled[i]);
+    else q = stage->upsample(q, {}, sizes[s]);  // bilinear: LibTorch's quantized kernel, same scale
+    q = run(m.decoder[i], q);
+  }
+  RECORD_FUNCTION("classifier", std::vector<c10::IValue>());
+  return m.stages.classifier->forward(dequantized(q));
+}
+
+CalibrationReport calibrate_checkpoint(const CheckpointCalibration& o) {
+  if (o.checkpoint.empty()) throw OptionError("checkpoint", "is needed: the checkpoint to calibrate");
+  if (o.data.empty()) throw OptionError("data", "is needed: the dataset folder");
+  if (o.images < 1) throw OptionError("images", "must be at least 1, got " + std::to_string(o.images));
+  Checkpoint ck = load_checkpoint(o.checkpoint);
+  CalibrationReport report;
+  report.out = o.out.empty() ? o.checkpoint.parent_path() / (o.checkpoint.stem().string() + "_int8.pt") : o.out;
+  if (std::filesystem::exists(report.out) && std::filesystem::equivalent(report.out, o.checkpoint))
+    throw OptionError("out", "must differ from the checkpoint: the calibrated file is a copy without training state");
+  const auto samples = find_samples(o.data, o.list);
+  const auto count = std::min<int64_t>(o.images, static_cast<int64_t>(samples.size()));
+  std::vector<torch::Tensor> inputs;
+  for (int64_t i = 0; i < count; ++i) {
+    const auto& sample = samples[static_cast<size_t>(i * static_cast<int64_t>(samples.size()) / count)];
+    inputs.push_back(image_to_tensor(resize_image(read_image(sample.image), ck.info.size), ck.info.norm).unsqueeze(0));
+  }
+  ck.info.activation_ranges = calibrate(ck.model, inputs, o.calibration);
+  ck.state.optimizer.reset();
+  save_checkpoint(report.out, ck.info, ck.model, nullptr, ck.state);
+  report.images = count;
+  report.ranges = static_cast<int64_t>(ck.info.activation_ranges.size());
+  return report;
+}
+
+}  // namespace segnet
