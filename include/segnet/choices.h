@@ -47,9 +47,11 @@ enum class Precision { Float32, BFloat16, Int8 };
 enum class Tta { None, Flip };
 
 // Named augmentation settings for training (see AugmentOptions): nothing; horizontal flips only;
-// light (scale 0.75-1.5, mild colour jitter); standard (scale 0.5-2.0, jitter 0.25, hue 0.05, as
-// MMSegmentation's recipes); strong (scale 0.5-2.0, jitter 0.4, hue 0.1). All but none flip.
-enum class AugmentPreset { None, Flip, Light, Standard, Strong };
+// color (flips and colour jitter 0.25, hue 0.05, no rescaling; the default: rescaling cost held-out
+// mIoU in 20-epoch CamVid runs, README); light (scale 0.75-1.5, mild colour jitter); standard (scale
+// 0.5-2.0, jitter 0.25, hue 0.05, as MMSegmentation's recipes); strong (scale 0.5-2.0, jitter 0.4,
+// hue 0.1). All but none flip.
+enum class AugmentPreset { None, Flip, Color, Light, Standard, Strong };
 
 // What an exported ONNX model outputs: class logits, class probabilities, or each pixel's class id.
 enum class ExportOutput { Logits, Probabilities, Labels };
@@ -126,6 +128,7 @@ struct ChoiceNames<AugmentPreset> {
   static std::vector<std::pair<AugmentPreset, std::string>> all() {
     return {{AugmentPreset::None, "none"},
             {AugmentPreset::Flip, "flip"},
+            {AugmentPreset::Color, "color"},
             {AugmentPreset::Light, "light"},
             {AugmentPreset::Standard, "standard"},
             {AugmentPreset::Strong, "strong"}};

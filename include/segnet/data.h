@@ -108,13 +108,13 @@ Sample resize_sample(const Sample& sample, Size2 size);
 
 // Random changes to a training sample, label-safe by construction: geometric ones move the label
 // with the image (nearest neighbour, void where the image was padded), colour ones touch the image only.
-// The defaults are AugmentPreset::Standard.
+// The defaults are AugmentPreset::Color.
 struct AugmentOptions {
   // The sample is rescaled to the training size times a factor drawn uniformly in [min_scale,
   // max_scale], then cropped (where larger) or padded (where smaller: the image with the dataset's mean
   // colour, the label with void) back to the training size at a random position. 1, 1: no rescaling.
-  double min_scale = 0.5;
-  double max_scale = 2.0;
+  double min_scale = 1;
+  double max_scale = 1;
   bool flip = true;  // horizontal flip of half of the samples
   // Colour jitter as torchvision's ColorJitter: brightness, contrast and saturation factors drawn in
   // [1 - x, 1 + x] (x in [0, 1]), the hue turned by up to `hue` of a full turn (in [0, 0.5]). 0: unchanged.

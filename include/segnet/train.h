@@ -86,7 +86,7 @@ struct TrainOptions {
   Task task = Task::Multiclass;       // binary: 0 / 1-or-255 masks, one sigmoid output
   std::optional<Loss> loss;           // default: cross-entropy (multi-class), binary cross-entropy (binary)
   Size2 size{360, 480};               // images are resized to it (labels by nearest neighbour)
-  AugmentOptions augment;             // of the training images; default AugmentPreset::Standard
+  AugmentOptions augment;             // of the training images; default AugmentPreset::Color
   int64_t epochs = 100;
   // Images per micro-batch of each process: an optimizer step averages the gradients of `accumulate`
   // micro-batches on each of the distributed.world_size processes (batch x accumulate x world_size images).

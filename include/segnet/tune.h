@@ -18,7 +18,7 @@ struct SearchSpace {
   std::array<double, 2> lr{0.003, 0.05};  // for SGD; give a range around 0.001 for Adam
   std::array<double, 2> weight_decay{1e-5, 1e-3};
   std::vector<int64_t> batch{2, 4, 8};
-  std::vector<AugmentPreset> augment{AugmentPreset::Flip, AugmentPreset::Light, AugmentPreset::Standard,
+  std::vector<AugmentPreset> augment{AugmentPreset::Flip, AugmentPreset::Color, AugmentPreset::Light, AugmentPreset::Standard,
                                      AugmentPreset::Strong};
   std::vector<ClassWeights::Kind> class_weights{ClassWeights::Kind::MedianFrequency, ClassWeights::Kind::Uniform};
 };
@@ -44,7 +44,7 @@ void validate(const TuneOptions& options);
 struct TrialRecord {
   int64_t trial = 0;
   TrainOptions options;        // base with this trial's settings; `out` is its run folder
-  AugmentPreset augment = AugmentPreset::Standard;  // the preset options.augment holds
+  AugmentPreset augment = AugmentPreset::Color;  // the preset options.augment holds
   int64_t rung = 0;            // the last rung it reached
   std::vector<double> miou;    // val mIoU after each epoch
   double score() const { return miou.empty() ? -1 : miou.back(); }  // ranks trials: the last epoch's mIoU

@@ -16,6 +16,7 @@ AugmentOptions augment_preset(AugmentPreset preset) {
   switch (preset) {
     case AugmentPreset::None: return none;
     case AugmentPreset::Flip: return {1, 1, true, 0, 0, 0, 0};
+    case AugmentPreset::Color: return {1, 1, true, 0.25, 0.25, 0.25, 0.05};
     case AugmentPreset::Light: return {0.75, 1.5, true, 0.1, 0.1, 0.1, 0.02};
     case AugmentPreset::Standard: return {0.5, 2.0, true, 0.25, 0.25, 0.25, 0.05};
     case AugmentPreset::Strong: return {0.5, 2.0, true, 0.4, 0.4, 0.4, 0.1};

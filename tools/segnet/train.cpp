@@ -149,7 +149,7 @@ void add_training_flags(CLI::App* cmd, TrainArgs& a) {
              "binary: bce, dice, bce+dice");
   cmd->add_option("--size", a.size, "training size HxW")->capture_default_str();
   add_choice(cmd, "--augment", a.augment,
-             "training augmentation: none; flip; light (scale 0.75-1.5, jitter 0.1); standard (scale 0.5-2, jitter "
+             "training augmentation: none; flip; color (flip, jitter 0.25, hue 0.05; no rescaling); light (scale 0.75-1.5, jitter 0.1); standard (scale 0.5-2, jitter "
              "0.25, hue 0.05); strong (scale 0.5-2, jitter 0.4, hue 0.1)");
   cmd->add_option("--scale-range", a.scale_range, "MIN,MAX: random scale of the training size (overrides --augment's)")
       ->delimiter(',')

@@ -16,7 +16,7 @@ struct TrainArgs {
   Compute compute;
   std::string size = "360x480";
   std::string class_weights = "median";
-  AugmentPreset augment = AugmentPreset::Standard;
+  AugmentPreset augment = AugmentPreset::Color;
   std::vector<double> scale_range, color_jitter;
   bool no_flip = false;
   std::filesystem::path config;
