@@ -9,6 +9,7 @@
 
 #include "common/prefetch.h"
 #include "model_info.h"
+#include "noise_image.h"
 #include "temp_dir.h"
 
 #include <gtest/gtest.h>
@@ -25,6 +26,8 @@ using namespace segnet;
 namespace fs = std::filesystem;
 using segnet::test::TempDir;
 
+using segnet::test::noise_image;
+
 namespace {
 
 ModelInfo basic_info(int64_t classes) { return segnet::test::test_model_info(Model::SegNetBasic, classes, {40, 48}); }
@@ -39,13 +42,6 @@ SegNet warmed_model(const ModelInfo& info, uint64_t seed) {
   return model;
 }
 
-cv::Mat noise(int rows, int cols, uint64_t seed) {
-  cv::Mat m(rows, cols, CV_8UC3);
-  cv::theRNG().state = seed;
-  cv::randu(m, 0, 256);
-  return m;
-}
-
 }  // namespace
 
 // A batch of images of different sizes, in one forward pass, gives the labels one-by-one inference
@@ -54,7 +50,7 @@ cv::Mat noise(int rows, int cols, uint64_t seed) {
 TEST(Segmenter, BatchOfDifferentSizesGivesTheLabelsOfOneByOne) {
   const ModelInfo info = basic_info(5);
   Segmenter segmenter(info, warmed_model(info, 1), torch::kCPU);
-  const std::vector<cv::Mat> images = {noise(40, 48, 1), noise(37, 53, 2), noise(90, 120, 3), noise(40, 48, 4)};
+  const std::vector<cv::Mat> images = {noise_image(40, 48, 1), noise_image(37, 53, 2), noise_image(90, 120, 3), noise_image(40, 48, 4)};
   const std::vector<cv::Mat> batched = segmenter.segment(images);
   ASSERT_EQ(batched.size(), images.size());
   int64_t pixels = 0, differing = 0;
@@ -140,7 +136,7 @@ TEST(PredictVideo, WritesOneFramePerInputFrameAndStopsWhenAsked) {
   const fs::path input = dir.path / "in.avi";
   cv::VideoWriter writer(input.string(), cv::VideoWriter::fourcc('M', 'J', 'P', 'G'), 10, cv::Size(64, 48));
   ASSERT_TRUE(writer.isOpened());
-  for (int i = 0; i < 9; ++i) writer.write(noise(48, 64, 10 + i));
+  for (int i = 0; i < 9; ++i) writer.write(noise_image(48, 64, 10 + i));
   writer.release();
   const ModelInfo info = basic_info(4);
   Segmenter segmenter(info, warmed_model(info, 2), torch::kCPU);
@@ -167,7 +163,7 @@ TEST(PredictImages, WritesProbabilitiesAsNpyWhoseArgmaxIsTheIdsPng) {
   TempDir dir;
   const ModelInfo info = basic_info(4);
   Segmenter segmenter(info, warmed_model(info, 3), torch::kCPU);
-  cv::imwrite((dir.path / "a.png").string(), noise(37, 53, 5));
+  cv::imwrite((dir.path / "a.png").string(), noise_image(37, 53, 5));
   ImageOutputs outputs{dir.path / "out"};
   outputs.probabilities = true;
   ASSERT_EQ(predict_images(segmenter, {dir.path / "a.png"}, outputs, 1).items, 1);
@@ -201,8 +197,8 @@ TEST(PredictImages, RefusesToOverwriteInputsOrResultsOfInputsWithTheSameName) {
   const ModelInfo info = basic_info(3);
   Segmenter segmenter(info, warmed_model(info, 4), torch::kCPU);
   fs::create_directories(dir.path / "a"), fs::create_directories(dir.path / "b");
-  cv::imwrite((dir.path / "a" / "x.png").string(), noise(8, 8, 1));
-  cv::imwrite((dir.path / "b" / "x.jpg").string(), noise(8, 8, 2));
+  cv::imwrite((dir.path / "a" / "x.png").string(), noise_image(8, 8, 1));
+  cv::imwrite((dir.path / "b" / "x.jpg").string(), noise_image(8, 8, 2));
   const auto before = fs::last_write_time(dir.path / "a" / "x.png");
   try {
     predict_images(segmenter, {dir.path / "a" / "x.png"}, {dir.path / "a" / "." / ""}, 1);

@@ -5,6 +5,7 @@
 #include <segnet/segmenter.h>
 
 #include "model_info.h"
+#include "noise_image.h"
 
 #include <gtest/gtest.h>
 #include <opencv2/core.hpp>
@@ -17,6 +18,8 @@
 
 using namespace segnet;
 namespace F = torch::nn::functional;
+
+using segnet::test::noise_image;
 
 namespace {
 
@@ -34,13 +37,6 @@ SegNet warmed_model(const ModelInfo& info) {
   model->forward(torch::randn({2, 3, 16, 24}) * 2 + 0.5);  // non-trivial batch-norm statistics
   model->eval();
   return model;
-}
-
-cv::Mat noise(int rows, int cols, uint64_t seed) {
-  cv::Mat m(rows, cols, CV_8UC3);
-  cv::theRNG().state = seed;
-  cv::randu(m, 0, 256);
-  return m;
 }
 
 // Class probabilities of one forward pass of a normalised image x (3 x h x w): classes x h x w.
@@ -99,7 +95,7 @@ TEST(Tta, FlipAveragesTheImageAndItsMirrorMirroredBack) {
     const ModelInfo info = small_info(Model::SegNetBasic, task);
     const SegNet model = warmed_model(info);
     Segmenter plain(info, model, torch::kCPU), flip(info, model, torch::kCPU, with(Tta::Flip, {1}, false));
-    const cv::Mat image = noise(16, 24, 1);
+    const cv::Mat image = noise_image(16, 24, 1);
     const auto x = image_to_tensor(image, info.norm);
     const auto expected = (probabilities_of(plain, x) + probabilities_of(plain, x.flip({2})).flip({2})) / 2;
     expect_close(flip.probabilities(image), expected);
@@ -114,7 +110,7 @@ TEST(Tta, FlipOfAMirrorSymmetricImageIsMirrorSymmetric) {
   const ModelInfo info = small_info();
   const SegNet model = warmed_model(info);
   Segmenter plain(info, model, torch::kCPU), flip(info, model, torch::kCPU, with(Tta::Flip, {1}, false));
-  const cv::Mat left = noise(16, 12, 2);
+  const cv::Mat left = noise_image(16, 12, 2);
   cv::Mat right, image;
   cv::flip(left, right, 1);
   cv::hconcat(left, right, image);
@@ -129,7 +125,7 @@ TEST(Tta, MultiScaleAveragesEachScalesProbabilitiesResizedToTheImage) {
   const SegNet model = warmed_model(info);
   Segmenter plain(info, model, torch::kCPU), scales(info, model, torch::kCPU, with(Tta::None, {1, 2}, false));
   // At twice the training size, the largest scale's input is the image itself; scale 1 is shrunk from it.
-  const cv::Mat image = noise(32, 48, 3);
+  const cv::Mat image = noise_image(32, 48, 3);
   const auto x = image_to_tensor(image, info.norm);
   const auto x1 = F::interpolate(x.unsqueeze(0), F::InterpolateFuncOptions()
                                                      .size(std::vector<int64_t>{16, 24})
@@ -143,7 +139,7 @@ TEST(SlidingWindow, OnImagesOfTheTrainingShapeEqualsPlainInference) {
   const ModelInfo info = small_info();
   const SegNet model = warmed_model(info);
   Segmenter plain(info, model, torch::kCPU), window(info, model, torch::kCPU, with(Tta::None, {1}, true));
-  for (const cv::Mat& image : {noise(16, 24, 4), noise(32, 48, 5), noise(8, 12, 6)}) {
+  for (const cv::Mat& image : {noise_image(16, 24, 4), noise_image(32, 48, 5), noise_image(8, 12, 6)}) {
     SCOPED_TRACE(std::to_string(image.rows) + "x" + std::to_string(image.cols));
     expect_close(window.probabilities(image), plain.probabilities(image));
   }
@@ -155,7 +151,7 @@ TEST(SlidingWindow, KeepsTheAspectRatioOfAWideImage) {
   const ModelInfo info = small_info();
   const SegNet model = warmed_model(info);
   Segmenter plain(info, model, torch::kCPU), window(info, model, torch::kCPU, with(Tta::None, {1}, true, 0.0));
-  const cv::Mat a = noise(16, 24, 7), b = noise(16, 24, 8);
+  const cv::Mat a = noise_image(16, 24, 7), b = noise_image(16, 24, 8);
   cv::Mat image;
   cv::hconcat(a, b, image);
   const auto p = window.probabilities(image);
@@ -169,7 +165,7 @@ TEST(SlidingWindow, EachPixelAveragesTheTilesThatCoverIt) {
   const ModelInfo info = small_info();
   const SegNet model = warmed_model(info);
   Segmenter plain(info, model, torch::kCPU), window(info, model, torch::kCPU, with(Tta::None, {1}, true));
-  const cv::Mat image = noise(16, 40, 9);
+  const cv::Mat image = noise_image(16, 40, 9);
   const auto x = image_to_tensor(image, info.norm);
   const auto a = probabilities_of(plain, x.slice(2, 0, 24)), b = probabilities_of(plain, x.slice(2, 16, 40));
   const auto expected = torch::cat({a.slice(2, 0, 16), (a.slice(2, 16, 24) + b.slice(2, 0, 8)) / 2, b.slice(2, 8, 24)}, 2);
@@ -183,7 +179,7 @@ TEST(SlidingWindow, TilesOverlapByTheOptionInBothDirections) {
   const ModelInfo info = small_info();
   const SegNet model = warmed_model(info);
   Segmenter plain(info, model, torch::kCPU), window(info, model, torch::kCPU, with(Tta::None, {2}, true, 0.5));
-  const cv::Mat image = noise(16, 40, 10);
+  const cv::Mat image = noise_image(16, 40, 10);
   const auto x = image_to_tensor(resize_image(image, {32, 80}), info.norm);
   const auto expected = resized_to(tiled(plain, x, {0, 8, 16}, {0, 12, 24, 36, 48, 56}), 16, 40);
   expect_close(window.probabilities(image), expected);
@@ -194,7 +190,7 @@ TEST(SlidingWindow, PadsViewsSmallerThanATileWithTheNormalisedZero) {
   const ModelInfo info = small_info();
   const SegNet model = warmed_model(info);
   Segmenter plain(info, model, torch::kCPU), window(info, model, torch::kCPU, with(Tta::None, {0.5}, true));
-  const cv::Mat image = noise(16, 24, 11);
+  const cv::Mat image = noise_image(16, 24, 11);
   const auto half = image_to_tensor(resize_image(image, {8, 12}), info.norm);
   const auto tile = probabilities_of(plain, torch::constant_pad_nd(half, {0, 12, 0, 8})).slice(1, 0, 8).slice(2, 0, 12);
   expect_close(window.probabilities(image), resized_to(tile, 16, 24));
@@ -206,7 +202,7 @@ TEST(SlidingWindow, PadsViewsSmallerThanATileWithTheNormalisedZero) {
 TEST(Tta, ComposesWithMcDropoutAndBatchesOfDifferentSizes) {
   const ModelInfo info = small_info(Model::BayesianSegNetBasic);
   const SegNet model = warmed_model(info);
-  const std::vector<cv::Mat> images = {noise(16, 24, 12), noise(20, 50, 13), noise(16, 24, 14), noise(40, 30, 15)};
+  const std::vector<cv::Mat> images = {noise_image(16, 24, 12), noise_image(20, 50, 13), noise_image(16, 24, 14), noise_image(40, 30, 15)};
   SegmenterOptions o = with(Tta::Flip, {0.75, 1, 1.25}, true);
   Segmenter deterministic(info, model, torch::kCPU, o);
   std::vector<torch::Tensor> inputs;
