@@ -78,7 +78,7 @@ class Segmenter {
   torch::Tensor window_probabilities(const torch::Tensor& views);
 
   ModelInfo info_;
-  SegNet model_;
+  SegNet model_{nullptr};  // float precisions only
   torch::Device device_;
   SegmenterOptions options_;
   torch::Dtype dtype_;

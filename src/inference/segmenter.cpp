@@ -53,10 +53,10 @@ torch::Tensor class_probabilities(const torch::Tensor& logits, bool binary) {
 }
 
 Segmenter::Segmenter(ModelInfo info, const SegNet& model, torch::Device device, SegmenterOptions options)
-    : info_(std::move(info)), model_(copy_model(model)), device_(device), options_(options),
+    : info_(std::move(info)), device_(device), options_(options),
       dtype_(options.precision == Precision::BFloat16 ? torch::kBFloat16 : torch::kFloat) {
   if (options_.mc_samples < 1) throw OptionError("mc_samples", "must be at least 1");
-  if (options_.mc_samples > 1 && !model_->has_dropout())
+  if (options_.mc_samples > 1 && !model->has_dropout())
     throw OptionError("mc_samples", "needs a model with dropout to sample; '" + to_string(info_.model) +
                                         "' has none (use a bayesian-* model)");
   if (!(options_.threshold > 0 && options_.threshold < 1)) throw OptionError("threshold", "must be between 0 and 1");
@@ -72,8 +72,9 @@ Segmenter::Segmenter(ModelInfo info, const SegNet& model, torch::Device device, 
     if (info_.activation_ranges.empty())
       throw OptionError("precision", "int8 needs activation ranges calibrated on images; this model has none");
     quantized_ = std::make_shared<QuantizedSegNet>(model, info_.activation_ranges);
-    return;  // the fp32 copy is not needed
+    return;  // no float copy: it would only hold memory
   }
+  model_ = copy_model(model);
   model_->eval();
   model_->set_mc_dropout(options_.mc_samples > 1);
   model_->fold_batch_norm();
