@@ -6,13 +6,13 @@
 
 #include "model_info.h"
 #include "temp_dir.h"
+#include "test_name.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 #include <opencv2/dnn.hpp>
 #include <torch/torch.h>
 
-#include <cctype>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
@@ -68,10 +68,7 @@ struct Variant {
   Task task;
 };
 std::string name_of(const ::testing::TestParamInfo<Variant>& p) {
-  std::string name = to_string(p.param.model) + "_" + to_string(p.param.upsampling) + "_" + to_string(p.param.task);
-  for (auto& c : name)
-    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-  return name;
+  return test_name(to_string(p.param.model) + "_" + to_string(p.param.upsampling) + "_" + to_string(p.param.task));
 }
 
 class ExportVariants : public ::testing::TestWithParam<Variant> {};

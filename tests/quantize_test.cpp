@@ -12,6 +12,7 @@
 #include "python.h"
 #include "run_cli.h"
 #include "temp_dir.h"
+#include "test_name.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -173,7 +174,10 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(NetworkCase{Model::SegNetBasic, Upsampling::Indices, 30, 45},  // odd sizes: short pool windows
                       NetworkCase{Model::SegNetBasic, Upsampling::Transposed, 24, 32},
                       NetworkCase{Model::SegNetBasic, Upsampling::Bilinear, 24, 32},
-                      NetworkCase{Model::SegNet, Upsampling::Indices, 32, 48}));
+                      NetworkCase{Model::SegNet, Upsampling::Indices, 32, 48}),
+    [](const ::testing::TestParamInfo<NetworkCase>& info) {
+      return test_name(to_string(info.param.model) + "_" + to_string(info.param.upsampling));
+    });
 
 TEST(Quantize, RangesThatDoNotFitTheModelAreAnError) {
   const SegNet model = random_model(SegNetOptions(Model::SegNetBasic, 3), 16, 16);
