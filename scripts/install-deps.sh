@@ -14,3 +14,11 @@ if ((${#missing[@]})); then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+# ONNX Runtime (npm's onnxruntime-node, pinned by package-lock.json) lets the export tests run our ONNX
+# files in an engine no one here wrote. Where Node.js is absent, or the registry cannot be reached,
+# those tests report themselves skipped.
+check="$(dirname "$0")/../bench/onnx_runtime_check"
+if command -v npm > /dev/null && [ ! -d "$check/node_modules/onnxruntime-node" ]; then
+  timeout 600 npm ci --prefix "$check" --onnxruntime-node-install=skip --no-audit --no-fund \
+    || echo "warning: npm could not install onnxruntime-node: the ONNX Runtime checks will be skipped" >&2
+fi
