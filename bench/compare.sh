@@ -56,7 +56,9 @@ for model in segnet segnet-basic; do
   for mode in infer train; do
     if [ "$mode" = infer ]; then batch=1; else batch=4; fi
     # implementation label | precision | command (the JSON path is appended)
-    for impl in pytorch:fp32 pytorch-cl:bf16 segnet:fp32 segnet:bf16; do
+    impls="pytorch:fp32 pytorch-cl:bf16 segnet:fp32 segnet:bf16"
+    [ "$mode" = infer ] && impls+=" segnet:int8"  # int8 is for inference only
+    for impl in $impls; do
       label=${impl%%:*} precision=${impl#*:}
       name=${label}-${precision}_${model}_${mode}_b${batch}
       json=$out/$name.json
@@ -119,9 +121,16 @@ print("| model | mode | segnet precision | vs pytorch fp32 | vs pytorch bf16 cha
 print("|---|---|---|---:|---:|")
 for model, mode in dict.fromkeys((x["model"], x["mode"]) for x in rows):
     ref32, refcl = speed(model, mode, "pytorch", "fp32"), speed(model, mode, "pytorch-cl", "bf16")
-    for precision in ("fp32", "bf16"):
+    for precision in ("fp32", "bf16", "int8"):
         s = speed(model, mode, "segnet", precision)
-        print(f"| {model} | {mode} | {precision} | {ratio(s, ref32)} | {ratio(s, refcl)} |")
+        if s is not None:
+            print(f"| {model} | {mode} | {precision} | {ratio(s, ref32)} | {ratio(s, refcl)} |")
+
+print("\nsegnet int8 inference vs segnet bf16 (images/s ratio):\n")
+print("| model | int8 / bf16 |")
+print("|---|---:|")
+for model in dict.fromkeys(x["model"] for x in rows):
+    print(f"| {model} | {ratio(speed(model, 'infer', 'segnet', 'int8'), speed(model, 'infer', 'segnet', 'bf16'))} |")
 EOF
 
 echo
