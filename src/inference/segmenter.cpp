@@ -44,6 +44,8 @@ std::vector<int64_t> tile_starts(int64_t length, int64_t tile, double overlap) {
   return starts;
 }
 
+constexpr int64_t kTilesPerPass = 8;
+
 }  // namespace
 
 torch::Tensor class_probabilities(const torch::Tensor& logits, bool binary) {
@@ -133,7 +135,12 @@ torch::Tensor Segmenter::window_probabilities(const torch::Tensor& views) {
   std::vector<torch::Tensor> tiles;  // tile-major: tile k of view i is row k * n + i
   for (int64_t y : ys)
     for (int64_t x : xs) tiles.push_back(padded.slice(2, y, y + tile_h).slice(3, x, x + tile_w));
-  const auto p = view_probabilities(torch::cat(tiles));
+  // Forward passes of at most kTilesPerPass tiles, so that memory stays bounded for long images.
+  const auto all = torch::cat(tiles);
+  std::vector<torch::Tensor> parts;
+  for (int64_t first = 0; first < all.size(0); first += kTilesPerPass)
+    parts.push_back(view_probabilities(all.slice(0, first, first + kTilesPerPass)));
+  const auto p = torch::cat(parts);
   auto sum = torch::zeros({n, p.size(1), padded.size(2), padded.size(3)}, p.options());
   auto count = torch::zeros({1, 1, padded.size(2), padded.size(3)}, p.options());
   int64_t k = 0;
