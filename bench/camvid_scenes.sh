@@ -12,7 +12,9 @@
 # An epoch is one pass over labelled.txt in every arm, so all arms take the same optimizer steps.
 # Figures are of the last epoch's checkpoint (last.pt), never a best epoch picked on the scored scene.
 # Prints and writes OUT/summary.md: mean and spread (min..max) over the seeds per H x arm, with
-# in-scene mIoU and wall time; OUT/H/ARM-sSEED/ holds each run and its eval JSON (per-class IoU).
+# in-scene mIoU and wall time; OUT/H/ARM-sSEED/ holds each run, its eval JSONs (per-class IoU) and,
+# for pseudo arms, pseudo_precision.md/.json: the final model's pseudo-labels on its unlabelled pool
+# (at the run's threshold) scored against the true labels training never saw, per class.
 #
 # Usage: bench/camvid_scenes.sh [CAMVID_DIR] [OUT_DIR] [EPOCHS] [SIZE] [SEEDS] [HELDOUT]
 #   SEEDS and HELDOUT are space-separated lists (defaults "1 2 3" and "0006R0 0001TP").
@@ -43,6 +45,9 @@ make_splits() {  # $1 = held-out prefix, $2 = its folder
   grep -v "/$h" <<< "$all" | sort -t/ -k2 | awk 'NR % 8 == 1' | absolute > "$dir/labelled.txt"
   grep -v "/$h" <<< "$all" | sort -t/ -k2 | awk 'NR % 8 != 1 { print $1 }' | absolute > "$dir/unlabelled_A.txt"
   { cat "$dir/unlabelled_A.txt"; cut -d' ' -f1 "$dir/scored.txt"; } > "$dir/unlabelled_B.txt"
+  # The unlabelled pools with their true labels, to score the pseudo-labels (never read by training).
+  grep -v "/$h" <<< "$all" | sort -t/ -k2 | awk 'NR % 8 != 1' | absolute > "$dir/truth_A.txt"
+  cat "$dir/truth_A.txt" "$dir/scored.txt" > "$dir/truth_B.txt"
   grep -v -F -f <(frame < "$dir/labelled.txt") <(absolute < "$data/val.txt") > "$dir/in_scene.txt" || true
   echo "$h: scored $(wc -l < "$dir/scored.txt"), labelled $(wc -l < "$dir/labelled.txt"), unlabelled" \
        "A $(wc -l < "$dir/unlabelled_A.txt") / B $(wc -l < "$dir/unlabelled_B.txt"), in-scene $(wc -l < "$dir/in_scene.txt")"
@@ -64,6 +69,15 @@ run_arm() {  # $1 = folder of splits, $2 = arm, $3 = seed
     --threads "$threads" > /dev/null
   build/segnet eval --checkpoint "$run/last.pt" --data "$data" --list "$dir/in_scene.txt" --json "$run/in_scene.json" \
     --threads "$threads" > /dev/null
+  if [[ $arm == pseudo-* ]]; then  # the final model's pseudo-labels on its unlabelled pool, scored per class
+    local setting=${arm#pseudo-} tau
+    tau=$(/usr/bin/env python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["options"]["pseudo.threshold"])' "$run/config.json")
+    build/segnet pseudo-label --checkpoint "$run/last.pt" --out "$run/pseudo_labels" --threshold "$tau" --threads "$threads" \
+      $(cut -d' ' -f1 "$dir/unlabelled_$setting.txt") > /dev/null
+    bench/pseudo_label_precision.py "$run/pseudo_labels" "$dir/truth_$setting.txt" "$data/classes.csv" \
+      --json "$run/pseudo_precision.json" > "$run/pseudo_precision.md"
+    rm -rf "$run/pseudo_labels"
+  fi
 }
 
 miou() { /usr/bin/env python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["miou"])' "$1"; }
