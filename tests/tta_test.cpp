@@ -175,7 +175,7 @@ TEST(SlidingWindow, EachPixelAveragesTheTilesThatCoverIt) {
 
 // Scale 2 makes the 16 x 40 image 32 x 80, tiled in both directions; overlap 0.5 is a stride of 8 rows
 // and 12 columns, the last tile of each flush with the edge. The 32 x 80 result is brought to 16 x 40.
-// Its 18 tiles take more than one forward pass (8 tiles each).
+// Its 18 tiles take three forward passes (8 tiles each at most).
 TEST(SlidingWindow, TilesOverlapByTheOptionInBothDirections) {
   const ModelInfo info = small_info();
   const SegNet model = warmed_model(info);

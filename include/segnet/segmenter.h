@@ -29,7 +29,7 @@ struct SegmenterOptions {
   // that overlap by window_overlap (padded with the normalised zero where the image is smaller); each
   // pixel averages the tiles that cover it. It changes nothing for images of the training size's shape and
   // is meant for differently shaped ones (e.g. wider), which plain inference squashes to the training size.
-  // Tiles run 8 at a time, so memory does not grow with an image's length.
+  // Each view's tiles run 8 per forward pass, so the network's memory does not grow with an image's length.
   bool sliding_window = false;
   // Sliding window: the share of a tile's height and width that neighbouring tiles overlap, in [0, 1);
   // the last tile of a row or column ends flush with the image, so it may overlap more.

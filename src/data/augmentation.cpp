@@ -1,6 +1,7 @@
 #include <segnet/data.h>
 #include <segnet/error.h>
 
+#include "common/format_number.h"
 #include "data/augmentation.h"
 
 #include <opencv2/imgproc.hpp>
@@ -25,16 +26,15 @@ AugmentOptions augment_preset(AugmentPreset preset) {
 }
 
 void validate(const AugmentOptions& o) {
-  const auto number = [](double v) { return std::to_string(v); };
-  if (!(o.min_scale > 0)) throw OptionError("augment.min_scale", "must be above 0, not " + number(o.min_scale));
+  if (!(o.min_scale > 0)) throw OptionError("augment.min_scale", "must be above 0, not " + format_number(o.min_scale));
   if (!(o.max_scale >= o.min_scale))
-    throw OptionError("augment.max_scale", number(o.max_scale) + " is below augment.min_scale " + number(o.min_scale));
-  if (!(o.max_scale <= 8)) throw OptionError("augment.max_scale", "must be at most 8, not " + number(o.max_scale));
+    throw OptionError("augment.max_scale", format_number(o.max_scale) + " is below augment.min_scale " + format_number(o.min_scale));
+  if (!(o.max_scale <= 8)) throw OptionError("augment.max_scale", "must be at most 8, not " + format_number(o.max_scale));
   for (const auto& [name, value] : {std::pair{"augment.brightness", o.brightness},
                                     std::pair{"augment.contrast", o.contrast},
                                     std::pair{"augment.saturation", o.saturation}})
-    if (!(value >= 0 && value <= 1)) throw OptionError(name, "must be in [0, 1], not " + number(value));
-  if (!(o.hue >= 0 && o.hue <= 0.5)) throw OptionError("augment.hue", "must be in [0, 0.5] of a turn, not " + number(o.hue));
+    if (!(value >= 0 && value <= 1)) throw OptionError(name, "must be in [0, 1], not " + format_number(value));
+  if (!(o.hue >= 0 && o.hue <= 0.5)) throw OptionError("augment.hue", "must be in [0, 0.5] of a turn, not " + format_number(o.hue));
 }
 
 namespace {

@@ -2,12 +2,15 @@
 #include <segnet/quantize.h>
 #include <segnet/segmenter.h>
 
+#include "common/format_number.h"
+
 #include <opencv2/imgproc.hpp>
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <cmath>
-#include <sstream>
+#include <utility>
+#include <vector>
 
 namespace segnet {
 
@@ -26,12 +29,6 @@ torch::Tensor resized(const torch::Tensor& x, int64_t height, int64_t width, boo
                                .antialias(image && (height < x.size(2) || width < x.size(3))));
 }
 
-std::string text(double value) {
-  std::ostringstream out;
-  out << value;
-  return out.str();
-}
-
 int64_t scaled(int64_t length, double factor) { return std::max<int64_t>(1, std::llround(double(length) * factor)); }
 
 // Where tiles of `tile` start along a side of `length` (>= tile): neighbours overlap by `overlap` of a
@@ -44,7 +41,7 @@ std::vector<int64_t> tile_starts(int64_t length, int64_t tile, double overlap) {
   return starts;
 }
 
-constexpr int64_t kTilesPerPass = 8;
+constexpr size_t kTilesPerPass = 8;
 
 }  // namespace
 
@@ -65,9 +62,9 @@ Segmenter::Segmenter(ModelInfo info, const SegNet& model, torch::Device device, 
   if (options_.tta_scales.empty()) throw OptionError("tta_scales", "must list at least one scale");
   for (double scale : options_.tta_scales)
     if (!(scale > 0 && scale <= 4))  // beyond 4, memory grows with the square for views the model never saw
-      throw OptionError("tta_scales", "must each be in (0, 4], not " + text(scale));
+      throw OptionError("tta_scales", "must each be in (0, 4], not " + format_number(scale));
   if (!(options_.window_overlap >= 0 && options_.window_overlap < 1))
-    throw OptionError("window_overlap", "must be in [0, 1), not " + text(options_.window_overlap));
+    throw OptionError("window_overlap", "must be in [0, 1), not " + format_number(options_.window_overlap));
   if (options_.precision == Precision::Int8) {
     if (!device_.is_cpu()) throw OptionError("precision", "int8 runs on the CPU only, not on '" + device_.str() + "'");
     if (options_.mc_samples > 1) throw OptionError("mc_samples", "int8 inference does not sample dropout");
@@ -132,24 +129,29 @@ torch::Tensor Segmenter::window_probabilities(const torch::Tensor& views) {
       torch::constant_pad_nd(views, {0, std::max<int64_t>(0, tile_w - width), 0, std::max<int64_t>(0, tile_h - height)});
   const auto ys = tile_starts(padded.size(2), tile_h, options_.window_overlap);
   const auto xs = tile_starts(padded.size(3), tile_w, options_.window_overlap);
-  std::vector<torch::Tensor> tiles;  // tile-major: tile k of view i is row k * n + i
+  std::vector<std::pair<int64_t, int64_t>> corners;
   for (int64_t y : ys)
-    for (int64_t x : xs) tiles.push_back(padded.slice(2, y, y + tile_h).slice(3, x, x + tile_w));
-  // Forward passes of at most kTilesPerPass tiles, so that memory stays bounded for long images.
-  const auto all = torch::cat(tiles);
-  std::vector<torch::Tensor> parts;
-  for (int64_t first = 0; first < all.size(0); first += kTilesPerPass)
-    parts.push_back(view_probabilities(all.slice(0, first, first + kTilesPerPass)));
-  const auto p = torch::cat(parts);
-  auto sum = torch::zeros({n, p.size(1), padded.size(2), padded.size(3)}, p.options());
-  auto count = torch::zeros({1, 1, padded.size(2), padded.size(3)}, p.options());
-  int64_t k = 0;
-  for (int64_t y : ys)
-    for (int64_t x : xs) {
-      sum.slice(2, y, y + tile_h).slice(3, x, x + tile_w).add_(p.slice(0, k * n, (k + 1) * n));
-      count.slice(2, y, y + tile_h).slice(3, x, x + tile_w).add_(1);
-      ++k;
+    for (int64_t x : xs) corners.emplace_back(y, x);
+  torch::Tensor sum;
+  auto count = torch::zeros({1, 1, padded.size(2), padded.size(3)}, views.options());
+  // At most kTilesPerPass tiles of each view per forward pass, so that the network's activations do not
+  // grow with an image's length.
+  for (size_t first = 0; first < corners.size(); first += kTilesPerPass) {
+    const size_t last = std::min(corners.size(), first + kTilesPerPass);
+    std::vector<torch::Tensor> tiles;  // tile-major: tile k of view i is row k * n + i
+    for (size_t k = first; k < last; ++k) {
+      const auto [y, x] = corners[k];
+      tiles.push_back(padded.slice(2, y, y + tile_h).slice(3, x, x + tile_w));
     }
+    const auto p = view_probabilities(torch::cat(tiles));
+    if (!sum.defined()) sum = torch::zeros({n, p.size(1), padded.size(2), padded.size(3)}, p.options());
+    for (size_t k = first; k < last; ++k) {
+      const auto [y, x] = corners[k];
+      const auto row = static_cast<int64_t>(k - first) * n;
+      sum.slice(2, y, y + tile_h).slice(3, x, x + tile_w).add_(p.slice(0, row, row + n));
+      count.slice(2, y, y + tile_h).slice(3, x, x + tile_w).add_(1);
+    }
+  }
   return sum.div_(count).slice(2, 0, height).slice(3, 0, width);
 }
 

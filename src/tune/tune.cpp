@@ -3,6 +3,8 @@
 #include <segnet/report.h>
 #include <segnet/tune.h>
 
+#include "common/format_number.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -103,22 +105,15 @@ void write_state(const TuneOptions& t, const SearchState& s) {
                  "\n");
 }
 
-std::string number(double v) {
-  std::ostringstream s;
-  s.precision(6);
-  s << v;
-  return s.str();
-}
-
 void write_table(const TuneOptions& t, const std::vector<TrialRecord>& trials) {
   std::ostringstream csv;
   csv << "trial,lr,weight_decay,batch,augment,class_weights,rung,epochs,last_miou,best_miou,miou_by_epoch\n";
   for (const TrialRecord& r : trials) {
     const double best = r.miou.empty() ? NAN : *std::max_element(r.miou.begin(), r.miou.end());
-    csv << r.trial << "," << number(*r.options.lr) << "," << number(r.options.weight_decay) << "," << r.options.batch
+    csv << r.trial << "," << format_number(*r.options.lr) << "," << format_number(r.options.weight_decay) << "," << r.options.batch
         << "," << to_string(r.augment) << "," << class_weights_name(r.options.class_weights.kind) << "," << r.rung << ","
-        << r.miou.size() << "," << number(r.score()) << "," << number(best) << ",";
-    for (size_t e = 0; e < r.miou.size(); ++e) csv << (e ? ";" : "") << number(r.miou[e]);
+        << r.miou.size() << "," << format_number(r.score()) << "," << format_number(best) << ",";
+    for (size_t e = 0; e < r.miou.size(); ++e) csv << (e ? ";" : "") << format_number(r.miou[e]);
     csv << "\n";
   }
   write_text(t.out / "tune.csv", csv.str());
@@ -225,9 +220,9 @@ TuneReport tune(const TuneOptions& t, const TuneCallbacks& callbacks) {
       for (const auto& row : rows) seconds += row.seconds;
       const double per_trial = seconds / static_cast<double>(rows.size()) * static_cast<double>(t.min_epochs);
       if (per_trial > budget)
-        throw OptionError("budget_minutes", number(t.budget_minutes) + " cannot hold one trial: its first " +
+        throw OptionError("budget_minutes", format_number(t.budget_minutes) + " cannot hold one trial: its first " +
                                                 std::to_string(t.min_epochs) + " epochs took " +
-                                                number(per_trial / 60) + " minutes");
+                                                format_number(per_trial / 60) + " minutes");
       // A first-rung trial costs min_epochs; each later rung continues 1/eta^k of them by
       // min_epochs x (eta^k - eta^(k-1)) epochs: (1 - 1/eta) of a first-rung trial per rung.
       const double per_first_rung_trial = per_trial * (1 + (t.rungs - 1) * (1 - 1.0 / static_cast<double>(t.eta)));
