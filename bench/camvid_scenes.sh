@@ -14,12 +14,14 @@
 # Prints and writes OUT/summary.md: mean and spread (min..max) over the seeds per H x arm, with
 # in-scene mIoU and wall time; OUT/H/ARM-sSEED/ holds each run, its eval JSONs (per-class IoU) and,
 # for pseudo arms, pseudo_precision.md/.json: the final model's pseudo-labels on its unlabelled pool
-# (at the run's threshold) scored against the true labels training never saw, per class.
+# (at the run's threshold and class share) scored against the true labels training never saw, per class.
 #
 # Usage: bench/camvid_scenes.sh [CAMVID_DIR] [OUT_DIR] [EPOCHS] [SIZE] [SEEDS] [HELDOUT]
 #   SEEDS and HELDOUT are space-separated lists (defaults "1 2 3" and "0006R0 0001TP").
 #   Extra flags for the pseudo arms (what is being tried) come from $PSEUDO_FLAGS, for every arm
 #   from $TRAIN_FLAGS; runs that already finished (last.pt and eval JSON present) are kept.
+#   $ARMS picks arms (default "supervised pseudo-A pseudo-B") and $THREADS the threads per run (default
+#   all cores), so that arms can run side by side in separate invocations on the same OUT_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=$(realpath "${1:-../shared/camvid}")
@@ -28,7 +30,8 @@ epochs=${3:-150}
 size=${4:-120x160}
 seeds=${5:-1 2 3}
 heldout=${6:-0006R0 0001TP}
-threads=$(nproc)
+threads=${THREADS:-$(nproc)}
+arms=${ARMS:-supervised pseudo-A pseudo-B}
 [[ -x build/segnet ]] || { echo "build/segnet is missing: build first (scripts/build.sh)" >&2; exit 1; }
 for list in train.txt val.txt; do
   [[ -f "$data/$list" ]] || { echo "$data/$list: missing (expected CamVid as SegNet's authors distribute it)" >&2; exit 1; }
@@ -70,9 +73,11 @@ run_arm() {  # $1 = folder of splits, $2 = arm, $3 = seed
   build/segnet eval --checkpoint "$run/last.pt" --data "$data" --list "$dir/in_scene.txt" --json "$run/in_scene.json" \
     --threads "$threads" > /dev/null
   if [[ $arm == pseudo-* ]]; then  # the final model's pseudo-labels on its unlabelled pool, scored per class
-    local setting=${arm#pseudo-} tau
-    tau=$(/usr/bin/env python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["options"]["pseudo.threshold"])' "$run/config.json")
-    build/segnet pseudo-label --checkpoint "$run/last.pt" --out "$run/pseudo_labels" --threshold "$tau" --threads "$threads" \
+    local setting=${arm#pseudo-} tau share
+    read -r tau share < <(/usr/bin/env python3 -c 'import json, sys; o = json.load(open(sys.argv[1]))["options"]
+print(o["pseudo.threshold"], o.get("pseudo.class_share", 0))' "$run/config.json")
+    build/segnet pseudo-label --checkpoint "$run/last.pt" --out "$run/pseudo_labels" --threshold "$tau" \
+      --class-share "$share" --threads "$threads" \
       $(cut -d' ' -f1 "$dir/unlabelled_$setting.txt") > /dev/null
     bench/pseudo_label_precision.py "$run/pseudo_labels" "$dir/truth_$setting.txt" "$data/classes.csv" \
       --json "$run/pseudo_precision.json" > "$run/pseudo_precision.md"
@@ -96,9 +101,9 @@ for h in $heldout; do
   mkdir -p "$dir"
   make_splits "$h" "$dir"
   for seed in $seeds; do
-    for arm in supervised pseudo-A pseudo-B; do run_arm "$dir" "$arm" "$seed"; done
+    for arm in $arms; do run_arm "$dir" "$arm" "$seed"; done
   done
-  for arm in supervised pseudo-A pseudo-B; do
+  for arm in $arms; do
     scored="" in_scene="" time=""
     for seed in $seeds; do
       scored+=" $(miou "$dir/$arm-s$seed/scored.json")"

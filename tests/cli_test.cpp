@@ -530,6 +530,10 @@ TEST_F(CliRun, PseudoLabelWritesMasksOfClassesAndVoidAndReportsTheConfidentShare
                                     " --threshold 1.5 " + quote(data_ / "train"),
                                 dir_.path);
   EXPECT_TRUE(FailsWithErrorNaming(bad, "--threshold"));
+  const Result bad_share = segnet_cli("pseudo-label --checkpoint " + quote(run_ / "best.pt") + " --out " + quote(out) +
+                                          " --class-share -0.1 " + quote(data_ / "train"),
+                                      dir_.path);
+  EXPECT_TRUE(FailsWithErrorNaming(bad_share, "--class-share"));
 }
 
 // Monte Carlo dropout through the program: a Bayesian model writes an uncertainty map; a plain one
@@ -609,6 +613,7 @@ TEST(Cli, BadTrainingOptionsFailNamingTheirFlag) {
            {"--epochs 0", "--epochs"},
            {"--batch 0", "--batch"},
            {"--pseudo-threshold 1.5", "--pseudo-threshold"},
+           {"--pseudo-class-share 2", "--pseudo-class-share"},
            {"--ema-decay 1", "--ema-decay"},
            {"--pseudo-rampup -1", "--pseudo-rampup"},
            {"--optimizer rmsprop", "--optimizer"},

@@ -219,6 +219,7 @@ TEST(Train, ConfigRecordsEveryOptionAndResumeRefusesAConflictingOne) {
   o.epochs = 1;
   o.lr = 0.02;
   o.pseudo.threshold = 0.8;
+  o.pseudo.class_share = 0.25;
   o.command_line = {"segnet", "train"};
   train(o);
   const auto saved = read_run_options(o.out / "config.json");
@@ -226,6 +227,7 @@ TEST(Train, ConfigRecordsEveryOptionAndResumeRefusesAConflictingOne) {
   EXPECT_EQ(options_to_json(options_from_json(*saved)), *saved);
   EXPECT_EQ(saved->at("lr"), 0.02);
   EXPECT_EQ(saved->at("pseudo.threshold"), 0.8);
+  EXPECT_EQ(saved->at("pseudo.class_share"), 0.25);
   std::ifstream in(o.out / "config.json");
   const auto config = nlohmann::json::parse(in);
   EXPECT_EQ(config.at("command_line"), nlohmann::json({"segnet", "train"}));
@@ -308,6 +310,20 @@ TEST(ConfidentLabels, MarkExactlyThePixelsBelowTheThresholdAsVoid) {
   const auto labels = confident_labels(probs, 0.7);
   EXPECT_TRUE(torch::equal(labels, torch::tensor({{0, int(kIgnoreLabel), 1, int(kIgnoreLabel)}}, torch::kLong)));
   EXPECT_TRUE(torch::equal(confident_labels(probs.unsqueeze(0), 0.7), labels.unsqueeze(0)));  // batched
+}
+
+// Class-balanced selection, worked by hand: 2 classes x 1 x 6 pixels. Class 0 is likeliest at pixels
+// 0-3 (confidences 0.95, 0.6, 0.7, 0.55), class 1 at pixels 4-5 (0.8, 0.65). Share 0.5 keeps the top
+// ceil(0.5 x 4) = 2 of class 0 (0.95 and 0.7) and ceil(0.5 x 2) = 1 of class 1 (0.8), although only
+// 0.95 reaches the threshold 0.9; share 1 keeps everything; share 0 is the threshold alone.
+TEST(ConfidentLabels, ClassShareKeepsEachClassesMostConfidentPixelsBelowTheThreshold) {
+  const auto c0 = torch::tensor({0.95, 0.6, 0.7, 0.55, 0.2, 0.35});
+  const auto probs = torch::stack({c0, 1 - c0}).view({2, 1, 6});
+  const int v = int(kIgnoreLabel);
+  EXPECT_TRUE(torch::equal(confident_labels(probs, 0.9, 0.5), torch::tensor({{0, v, 0, v, 1, v}}, torch::kLong)));
+  EXPECT_TRUE(torch::equal(confident_labels(probs, 0.9, 1.0), torch::tensor({{0, 0, 0, 0, 1, 1}}, torch::kLong)));
+  EXPECT_TRUE(torch::equal(confident_labels(probs, 0.9, 0.0), torch::tensor({{0, v, v, v, v, v}}, torch::kLong)));
+  EXPECT_TRUE(torch::equal(confident_labels(probs, 0.75, 0.25), torch::tensor({{0, v, v, v, 1, v}}, torch::kLong)));
 }
 
 // CutMix must move labels with their pixels. Image k is flat (value k) and labelled k everywhere, so

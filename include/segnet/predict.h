@@ -61,8 +61,8 @@ struct VideoOutputs {
 InferenceReport predict_video(Segmenter& segmenter, const VideoInput& input, const VideoOutputs& outputs,
                               int64_t batch, const InferenceProgress& progress = {});
 
-// Pseudo-label masks: for each image STEM, `folder`/STEM.png holds the likeliest class where its
-// probability reaches `threshold` and the model's void label elsewhere, so the masks train as they are.
+// Pseudo-label masks: for each image STEM, `folder`/STEM.png holds the likeliest class where
+// confident_labels keeps it (per image) and the model's void label elsewhere, so the masks train as they are.
 struct PseudoLabelReport {
   int64_t images = 0;
   double confident_fraction = 0;  // share of all pixels that got a class
@@ -70,10 +70,14 @@ struct PseudoLabelReport {
 };
 PseudoLabelReport write_pseudo_labels(Segmenter& segmenter, const std::vector<std::filesystem::path>& images,
                                       const std::filesystem::path& folder, double threshold,
-                                      const InferenceProgress& progress = {});
+                                      double class_share = 0, const InferenceProgress& progress = {});
 
-// Class ids with void (kIgnoreLabel) where the top probability is below `threshold`.
+// Class ids, with void (kIgnoreLabel) where a pixel is not confident enough. A pixel keeps its likeliest
+// class where that class's probability reaches `threshold`, or, with `class_share` in (0, 1], where
+// it is among the most confident `class_share` of the pixels (of the whole tensor) whose likeliest class
+// is the same: class-balanced self-training (Zou et al., ECCV 2018). On a scene the model has not seen,
+// whole classes may never reach the threshold; their best pixels still get labels. 0: threshold alone.
 // `probabilities`: N x classes x H x W (or classes x H x W) -> N x H x W (or H x W), int64.
-torch::Tensor confident_labels(const torch::Tensor& probabilities, double threshold);
+torch::Tensor confident_labels(const torch::Tensor& probabilities, double threshold, double class_share = 0);
 
 }  // namespace segnet

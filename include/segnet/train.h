@@ -33,6 +33,8 @@ struct PseudoLabelOptions {
   std::filesystem::path unlabeled;  // folder, or list of images relative to the dataset; empty = off
   double weight = 1.0;              // lambda, reached after `rampup_epochs`; >= 0
   double threshold = 0.9;           // tau in (0, 1]: pixels whose top probability is below it are ignored
+  double class_share = 0;           // in [0, 1]: per class, the teacher's most confident share of the pixels
+                                    // it assigns that class is kept below tau too (confident_labels)
   int64_t rampup_epochs = 3;        // epochs over which lambda rises (Gaussian ramp); 0 = none
   double ema_decay = 0.99;          // in [0, 1): teacher = decay * teacher + (1 - decay) * student, per step
 };

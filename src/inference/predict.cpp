@@ -33,10 +33,21 @@ struct Prepared {
 
 }  // namespace
 
-torch::Tensor confident_labels(const torch::Tensor& probabilities, double threshold) {
+torch::Tensor confident_labels(const torch::Tensor& probabilities, double threshold, double class_share) {
   const int64_t class_dim = probabilities.dim() == 4 ? 1 : 0;
   const auto [top, ids] = probabilities.max(class_dim);
-  return ids.masked_fill(top < threshold, kIgnoreLabel);
+  auto keep = top >= threshold;
+  if (class_share > 0)
+    for (int64_t c = 0; c < probabilities.size(class_dim); ++c) {
+      const auto of_class = ids == c;
+      const auto confidences = top.masked_select(of_class);
+      const int64_t n = confidences.numel();
+      if (n == 0) continue;
+      const auto kept = static_cast<int64_t>(std::ceil(class_share * static_cast<double>(n)));
+      const auto cut = std::get<0>(confidences.kthvalue(n - kept + 1));  // the kept-th largest confidence
+      keep |= of_class & (top >= cut);
+    }
+  return ids.masked_fill(~keep, kIgnoreLabel);
 }
 
 InferenceReport segment_files(Segmenter& segmenter, const std::vector<std::filesystem::path>& files, int64_t batch,
@@ -124,19 +135,20 @@ InferenceReport predict_images(Segmenter& segmenter, const std::vector<std::file
 }
 
 PseudoLabelReport write_pseudo_labels(Segmenter& segmenter, const std::vector<std::filesystem::path>& images,
-                                      const std::filesystem::path& folder, double threshold,
+                                      const std::filesystem::path& folder, double threshold, double class_share,
                                       const InferenceProgress& progress) {
   const ModelInfo& info = segmenter.info();
   const std::optional<int64_t> stored_void = info.label_spec().stored_void();
   if (info.binary() || !stored_void)
     throw Error("pseudo-labels need a multi-class model trained on class-id masks with a void label");
   if (!(threshold > 0 && threshold <= 1)) throw OptionError("threshold", "must be in (0, 1]");
+  if (!(class_share >= 0 && class_share <= 1)) throw OptionError("class_share", "must be in [0, 1]");
   check_output_names(images, folder);
   ensure_output_folder(folder);
   const int64_t void_label = *stored_void;
   std::atomic<int64_t> confident{0}, pixels{0};
   const auto sink = [&](const std::filesystem::path& file, const cv::Mat&, const torch::Tensor& probs) {
-    const auto labels = confident_labels(probs, threshold);
+    const auto labels = confident_labels(probs, threshold, class_share);
     const auto unconfident = labels == kIgnoreLabel;
     confident += labels.numel() - unconfident.sum().item<int64_t>();
     pixels += labels.numel();

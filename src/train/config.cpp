@@ -77,6 +77,7 @@ nlohmann::json options_to_json(const TrainOptions& o) {
           {"pseudo.unlabeled", o.pseudo.unlabeled.string()},
           {"pseudo.weight", o.pseudo.weight},
           {"pseudo.threshold", o.pseudo.threshold},
+          {"pseudo.class_share", o.pseudo.class_share},
           {"pseudo.rampup_epochs", o.pseudo.rampup_epochs},
           {"pseudo.ema_decay", o.pseudo.ema_decay},
           {"seed", o.seed},
@@ -138,6 +139,7 @@ TrainOptions options_from_json(const nlohmann::json& options, TrainOptions o) {
   if (options.contains("pseudo.unlabeled")) read(options, "pseudo.unlabeled", text), o.pseudo.unlabeled = text;
   read(options, "pseudo.weight", o.pseudo.weight);
   read(options, "pseudo.threshold", o.pseudo.threshold);
+  read(options, "pseudo.class_share", o.pseudo.class_share);
   read(options, "pseudo.rampup_epochs", o.pseudo.rampup_epochs);
   read(options, "pseudo.ema_decay", o.pseudo.ema_decay);
   read(options, "seed", o.seed);

@@ -46,7 +46,7 @@ torch::Tensor pseudo_label_loss(SegNet& student, PseudoLabelStep& p, const Objec
     torch::NoGradGuard no_grad;
     AutocastGuard autocast(precision, device);
     const auto z = p.teacher->forward(weak.contiguous(channels_last)).to(torch::kFloat);
-    targets = confident_labels(class_probabilities(z, objective.task == Task::Binary), p.threshold);
+    targets = confident_labels(class_probabilities(z, objective.task == Task::Binary), p.threshold, p.class_share);
   }
   p.confident_fraction = (targets != kIgnoreLabel).to(torch::kFloat).mean().item<double>();
   if (p.confident_fraction == 0 || p.weight == 0) return torch::zeros({}, weak.options());  // nothing to learn
@@ -98,7 +98,7 @@ std::vector<PseudoLabelStep>& PseudoLabelTeacher::begin_step(double progress_epo
   const double weight = options_.weight * rampup(progress_epochs, options_.rampup_epochs);
   micro_batches_.clear();
   for (const Batch& batch : unlabeled_.micro_batches)
-    micro_batches_.push_back({teacher_, batch, weight, options_.threshold});
+    micro_batches_.push_back({teacher_, batch, weight, options_.threshold, options_.class_share});
   return micro_batches_;
 }
 

@@ -17,6 +17,7 @@ struct PseudoLabelStep {
   Batch unlabeled;  // weak view: resized, randomly flipped
   double weight = 1.0;
   double threshold = 0.9;
+  double class_share = 0;
   double confident_fraction = 0;  // set by the step
 };
 

@@ -251,6 +251,7 @@ void validate(const TrainOptions& o) {
   if (o.out.empty()) throw OptionError("out", "is needed: the run folder");
   const PseudoLabelOptions& p = o.pseudo;
   if (!(p.threshold > 0 && p.threshold <= 1)) throw OptionError("pseudo.threshold", "must be in (0, 1]");
+  if (!(p.class_share >= 0 && p.class_share <= 1)) throw OptionError("pseudo.class_share", "must be in [0, 1]");
   if (!(p.weight >= 0)) throw OptionError("pseudo.weight", "must be at least 0");
   if (p.rampup_epochs < 0) throw OptionError("pseudo.rampup_epochs", "must be at least 0");
   if (!(p.ema_decay >= 0 && p.ema_decay < 1)) throw OptionError("pseudo.ema_decay", "must be in [0, 1)");

@@ -64,6 +64,7 @@ std::string flag_for(const std::string& option) {
   static const std::map<std::string, std::string> renamed = {
       {"pseudo.unlabeled", "--unlabeled"},       {"pseudo.weight", "--pseudo-weight"},
       {"pseudo.threshold", "--pseudo-threshold"}, {"pseudo.rampup_epochs", "--pseudo-rampup"},
+      {"pseudo.class_share", "--pseudo-class-share"},
       {"pseudo.ema_decay", "--ema-decay"},       {"upsampling", "--decoder"},
       {"max_frames", "--frames"},                {"warmup", "--warmup"},
       {"void_colors", "--void-color"},           {"distributed.world_size", "--world-size"},

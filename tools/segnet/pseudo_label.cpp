@@ -16,6 +16,7 @@ struct PseudoLabelArgs {
   std::filesystem::path out;
   std::vector<std::filesystem::path> inputs;
   double threshold = 0.9;
+  double class_share = 0;
   Compute compute;
 };
 
@@ -23,7 +24,7 @@ void run_pseudo_label(PseudoLabelArgs& a) {
   Segmenter segmenter = Segmenter::from_checkpoint(a.checkpoint, a.compute.setup(), {a.compute.precision});
   const auto files = list_images(a.inputs);
   Progress progress("pseudo-labelled", static_cast<int64_t>(files.size()), true);
-  const PseudoLabelReport r = write_pseudo_labels(segmenter, files, a.out, a.threshold, [&](int64_t done, int64_t) {
+  const PseudoLabelReport r = write_pseudo_labels(segmenter, files, a.out, a.threshold, a.class_share, [&](int64_t done, int64_t) {
     progress.update(done, "");
     return true;
   });
@@ -41,6 +42,10 @@ Command add_pseudo_label(CLI::App& app) {
   cmd->add_option("--checkpoint", a->checkpoint)->required();
   cmd->add_option("--out", a->out, "output folder")->required();
   cmd->add_option("--threshold", a->threshold, "top class probability a pixel needs")->capture_default_str();
+  cmd->add_option("--class-share", a->class_share,
+                  "per class, the most confident share of an image's pixels of that class that are kept below "
+                  "--threshold (class-balanced); 0: the threshold alone")
+      ->capture_default_str();
   cmd->add_option("inputs", a->inputs, "image files or folders")->required();
   a->compute.add_to(cmd);
   return {cmd, [a] { run_pseudo_label(*a); }};

@@ -181,6 +181,10 @@ void add_training_flags(CLI::App* cmd, TrainArgs& a) {
   cmd->add_option("--unlabeled", t.pseudo.unlabeled, "folder or list of unlabelled images: pseudo-label training");
   cmd->add_option("--pseudo-weight", t.pseudo.weight, "lambda of the pseudo-label loss")->capture_default_str();
   cmd->add_option("--pseudo-threshold", t.pseudo.threshold, "tau: confidence a pseudo-label needs")->capture_default_str();
+  cmd->add_option("--pseudo-class-share", t.pseudo.class_share,
+                  "per class, the most confident share of the teacher's pixels of that class that are kept below tau "
+                  "(class-balanced); 0: tau alone")
+      ->capture_default_str();
   cmd->add_option("--pseudo-rampup", t.pseudo.rampup_epochs, "epochs over which lambda ramps up")->capture_default_str();
   cmd->add_option("--ema-decay", t.pseudo.ema_decay, "teacher's exponential moving average")->capture_default_str();
   cmd->add_option("--seed", t.seed)->capture_default_str();
