@@ -614,6 +614,7 @@ TEST(Cli, BadTrainingOptionsFailNamingTheirFlag) {
            {"--batch 0", "--batch"},
            {"--pseudo-threshold 1.5", "--pseudo-threshold"},
            {"--pseudo-class-share 2", "--pseudo-class-share"},
+           {"--pseudo-scale-range 1.5,0.5", "--pseudo-scale-range"},
            {"--ema-decay 1", "--ema-decay"},
            {"--pseudo-rampup -1", "--pseudo-rampup"},
            {"--optimizer rmsprop", "--optimizer"},

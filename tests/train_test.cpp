@@ -220,6 +220,8 @@ TEST(Train, ConfigRecordsEveryOptionAndResumeRefusesAConflictingOne) {
   o.lr = 0.02;
   o.pseudo.threshold = 0.8;
   o.pseudo.class_share = 0.25;
+  o.pseudo.min_scale = 0.75;
+  o.pseudo.max_scale = 1.5;
   o.command_line = {"segnet", "train"};
   train(o);
   const auto saved = read_run_options(o.out / "config.json");
@@ -228,6 +230,7 @@ TEST(Train, ConfigRecordsEveryOptionAndResumeRefusesAConflictingOne) {
   EXPECT_EQ(saved->at("lr"), 0.02);
   EXPECT_EQ(saved->at("pseudo.threshold"), 0.8);
   EXPECT_EQ(saved->at("pseudo.class_share"), 0.25);
+  EXPECT_EQ(saved->at("pseudo.max_scale"), 1.5);
   std::ifstream in(o.out / "config.json");
   const auto config = nlohmann::json::parse(in);
   EXPECT_EQ(config.at("command_line"), nlohmann::json({"segnet", "train"}));
@@ -351,6 +354,31 @@ TEST(StrongView, CutMixBoxesCarryTheirLabelsAndCoverHalfTheImage) {
       // ... and two different ones.
       EXPECT_GT(std::abs(in_box.mean().item<float>() - outside.mean().item<float>()), 1e-3) << k;
     }
+  }
+}
+
+// Rescaling must move labels with their pixels. Every pixel's value is its label (vertical bands of 8
+// columns, classes 0..3), so wherever a label lands its pixel must hold the same value, up to the
+// blending of bilinear resizing along band edges. Shrunk views are padded with 0 labelled void.
+TEST(StrongView, RescalingMovesLabelsWithTheirPixelsAndPadsWithVoid) {
+  torch::manual_seed(6);
+  const int64_t n = 3, h = 24, w = 32;
+  const auto bands = torch::arange(w, torch::kLong).div(8, "floor").view({1, 1, w}).expand({n, h, w}).contiguous();
+  const auto images = bands.to(torch::kFloat).unsqueeze(1).expand({n, 3, h, w}).contiguous();
+  for (const double scale : {0.5, 2.0}) {
+    const AugmentedBatch view = rescaled_view(images, bands, scale, scale);
+    ASSERT_EQ(view.images.sizes(), images.sizes());
+    ASSERT_EQ(view.labels.sizes(), bands.sizes());
+    const auto labelled = view.labels != kIgnoreLabel;
+    // Half the size: a quarter of the pixels are image; twice the size: a crop, no padding.
+    EXPECT_NEAR(labelled.to(torch::kFloat).mean().item<double>(), scale < 1 ? 0.25 : 1.0, 1e-6) << scale;
+    const auto error = (view.images.select(1, 0) - view.labels.to(torch::kFloat)).abs();
+    EXPECT_GT((error.masked_select(labelled) < 1e-4).to(torch::kFloat).mean().item<double>(), 0.85) << scale;
+    EXPECT_LE(error.masked_select(labelled).max().item<double>(), 1.0) << scale;  // neighbours' blend at most
+    EXPECT_EQ(view.images.select(1, 0).masked_select(~labelled).abs().sum().item<double>(), 0.0) << scale;
+    // Bands twice as wide after enlarging (16 columns): at most 2 class changes along a row, not 3.
+    const auto changes = (view.labels.narrow(2, 1, w - 1) != view.labels.narrow(2, 0, w - 1)).sum(2);
+    if (scale > 1) EXPECT_LE(changes.max().item<int64_t>(), 2);
   }
 }
 

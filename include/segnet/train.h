@@ -35,6 +35,11 @@ struct PseudoLabelOptions {
   double threshold = 0.9;           // tau in (0, 1]: pixels whose top probability is below it are ignored
   double class_share = 0;           // in [0, 1]: per class, the teacher's most confident share of the pixels
                                     // it assigns that class is kept below tau too (confident_labels)
+  // The student's view of each unlabelled image and its pseudo-labels is rescaled by a factor in
+  // [min_scale, max_scale] and cropped or padded back, as AugmentOptions does for labelled images; the
+  // teacher labels the image at the training scale. 1, 1: no rescaling.
+  double min_scale = 1;
+  double max_scale = 1;
   int64_t rampup_epochs = 3;        // epochs over which lambda rises (Gaussian ramp); 0 = none
   double ema_decay = 0.99;          // in [0, 1): teacher = decay * teacher + (1 - decay) * student, per step
 };

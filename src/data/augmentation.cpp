@@ -25,11 +25,16 @@ AugmentOptions augment_preset(AugmentPreset preset) {
   return none;
 }
 
+void validate_scale_range(double min_scale, double max_scale, const std::string& prefix) {
+  if (!(min_scale > 0)) throw OptionError(prefix + ".min_scale", "must be above 0, not " + format_number(min_scale));
+  if (!(max_scale >= min_scale))
+    throw OptionError(prefix + ".max_scale",
+                      format_number(max_scale) + " is below " + prefix + ".min_scale " + format_number(min_scale));
+  if (!(max_scale <= 8)) throw OptionError(prefix + ".max_scale", "must be at most 8, not " + format_number(max_scale));
+}
+
 void validate(const AugmentOptions& o) {
-  if (!(o.min_scale > 0)) throw OptionError("augment.min_scale", "must be above 0, not " + format_number(o.min_scale));
-  if (!(o.max_scale >= o.min_scale))
-    throw OptionError("augment.max_scale", format_number(o.max_scale) + " is below augment.min_scale " + format_number(o.min_scale));
-  if (!(o.max_scale <= 8)) throw OptionError("augment.max_scale", "must be at most 8, not " + format_number(o.max_scale));
+  validate_scale_range(o.min_scale, o.max_scale, "augment");
   for (const auto& [name, value] : {std::pair{"augment.brightness", o.brightness},
                                     std::pair{"augment.contrast", o.contrast},
                                     std::pair{"augment.saturation", o.saturation}})

@@ -4,13 +4,21 @@
 
 namespace segnet {
 
-// On normalised N x 3 x H x W images with N x H x W labels: per-image contrast, brightness and colour
-// shifts, a blur on half the images, then CutMix (French et al. 2020): a box of half the image's area
-// comes, with its labels, from the previous image of the batch. Nothing is warped, so the labels
-// still line up pixel for pixel.
 struct AugmentedBatch {
   torch::Tensor images, labels;
 };
-AugmentedBatch strong_view(const torch::Tensor& images, const torch::Tensor& labels);
+
+// On normalised N x 3 x H x W images with N x H x W labels: each image and its labels rescaled by a
+// factor drawn in [min_scale, max_scale] and cropped or padded back to H x W at a random place, as
+// augment_sample does for labelled samples (bilinear image, nearest labels; padding is 0, the mean
+// colour once normalised, labelled void). 1, 1: unchanged.
+AugmentedBatch rescaled_view(const torch::Tensor& images, const torch::Tensor& labels, double min_scale,
+                             double max_scale);
+
+// rescaled_view, then per-image contrast, brightness and colour shifts, a blur on half the images, then
+// CutMix (French et al. 2020): a box of half the image's area comes, with its labels, from the previous
+// image of the batch. Labels still line up with their pixels.
+AugmentedBatch strong_view(const torch::Tensor& images, const torch::Tensor& labels, double min_scale = 1,
+                           double max_scale = 1);
 
 }  // namespace segnet

@@ -78,6 +78,8 @@ nlohmann::json options_to_json(const TrainOptions& o) {
           {"pseudo.weight", o.pseudo.weight},
           {"pseudo.threshold", o.pseudo.threshold},
           {"pseudo.class_share", o.pseudo.class_share},
+          {"pseudo.min_scale", o.pseudo.min_scale},
+          {"pseudo.max_scale", o.pseudo.max_scale},
           {"pseudo.rampup_epochs", o.pseudo.rampup_epochs},
           {"pseudo.ema_decay", o.pseudo.ema_decay},
           {"seed", o.seed},
@@ -140,6 +142,8 @@ TrainOptions options_from_json(const nlohmann::json& options, TrainOptions o) {
   read(options, "pseudo.weight", o.pseudo.weight);
   read(options, "pseudo.threshold", o.pseudo.threshold);
   read(options, "pseudo.class_share", o.pseudo.class_share);
+  read(options, "pseudo.min_scale", o.pseudo.min_scale);
+  read(options, "pseudo.max_scale", o.pseudo.max_scale);
   read(options, "pseudo.rampup_epochs", o.pseudo.rampup_epochs);
   read(options, "pseudo.ema_decay", o.pseudo.ema_decay);
   read(options, "seed", o.seed);

@@ -50,7 +50,7 @@ torch::Tensor pseudo_label_loss(SegNet& student, PseudoLabelStep& p, const Objec
   }
   p.confident_fraction = (targets != kIgnoreLabel).to(torch::kFloat).mean().item<double>();
   if (p.confident_fraction == 0 || p.weight == 0) return torch::zeros({}, weak.options());  // nothing to learn
-  const AugmentedBatch strong = strong_view(weak, targets);
+  const AugmentedBatch strong = strong_view(weak, targets, p.min_scale, p.max_scale);
   // Scaled by the confident share, as FixMatch averages over all unlabelled pixels: a handful of
   // confident pixels early in training must not carry the full weight lambda.
   const double share = (strong.labels != kIgnoreLabel).to(torch::kFloat).mean().item<double>();
@@ -98,7 +98,8 @@ std::vector<PseudoLabelStep>& PseudoLabelTeacher::begin_step(double progress_epo
   const double weight = options_.weight * rampup(progress_epochs, options_.rampup_epochs);
   micro_batches_.clear();
   for (const Batch& batch : unlabeled_.micro_batches)
-    micro_batches_.push_back({teacher_, batch, weight, options_.threshold, options_.class_share});
+    micro_batches_.push_back({teacher_, batch, weight, options_.threshold, options_.class_share, options_.min_scale,
+                              options_.max_scale});
   return micro_batches_;
 }
 

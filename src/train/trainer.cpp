@@ -7,6 +7,7 @@
 #include <segnet/train.h>
 
 #include "common/clock.h"
+#include "data/augmentation.h"
 #include "data/loader.h"
 #include "distributed/process_group.h"
 #include "train/config.h"
@@ -252,6 +253,7 @@ void validate(const TrainOptions& o) {
   const PseudoLabelOptions& p = o.pseudo;
   if (!(p.threshold > 0 && p.threshold <= 1)) throw OptionError("pseudo.threshold", "must be in (0, 1]");
   if (!(p.class_share >= 0 && p.class_share <= 1)) throw OptionError("pseudo.class_share", "must be in [0, 1]");
+  validate_scale_range(p.min_scale, p.max_scale, "pseudo");
   if (!(p.weight >= 0)) throw OptionError("pseudo.weight", "must be at least 0");
   if (p.rampup_epochs < 0) throw OptionError("pseudo.rampup_epochs", "must be at least 0");
   if (!(p.ema_decay >= 0 && p.ema_decay < 1)) throw OptionError("pseudo.ema_decay", "must be in [0, 1)");

@@ -96,6 +96,7 @@ void resolve_training_options(TrainArgs& a, const CLI::App* cmd) {
     o.augment.brightness = a.color_jitter[0], o.augment.contrast = a.color_jitter[1],
     o.augment.saturation = a.color_jitter[2], o.augment.hue = a.color_jitter[3];
   if (a.no_flip) o.augment.flip = false;
+  if (!a.pseudo_scale_range.empty()) o.pseudo.min_scale = a.pseudo_scale_range[0], o.pseudo.max_scale = a.pseudo_scale_range[1];
   if (a.class_weights == "median") o.class_weights = ClassWeights::median_frequency();
   else if (a.class_weights == "none") o.class_weights = ClassWeights::uniform();
   else o.class_weights = ClassWeights::of(read_class_weights(a.class_weights));
@@ -185,6 +186,10 @@ void add_training_flags(CLI::App* cmd, TrainArgs& a) {
                   "per class, the most confident share of the teacher's pixels of that class that are kept below tau "
                   "(class-balanced); 0: tau alone")
       ->capture_default_str();
+  cmd->add_option("--pseudo-scale-range", a.pseudo_scale_range,
+                  "MIN,MAX: random scale of the student's view of unlabelled images, pseudo-labels alongside")
+      ->delimiter(',')
+      ->expected(2);
   cmd->add_option("--pseudo-rampup", t.pseudo.rampup_epochs, "epochs over which lambda ramps up")->capture_default_str();
   cmd->add_option("--ema-decay", t.pseudo.ema_decay, "teacher's exponential moving average")->capture_default_str();
   cmd->add_option("--seed", t.seed)->capture_default_str();
