@@ -380,6 +380,13 @@ TEST(StrongView, RescalingMovesLabelsWithTheirPixelsAndPadsWithVoid) {
     const auto changes = (view.labels.narrow(2, 1, w - 1) != view.labels.narrow(2, 0, w - 1)).sum(2);
     if (scale > 1) EXPECT_LE(changes.max().item<int64_t>(), 2);
   }
+  // strong_view learns from the rescaled labels: at half the size each image keeps a quarter of its
+  // pixels, and CutMix's box brings at most a quarter more from its neighbour, so at least half is void.
+  const auto void_share = [&](double scale) {
+    return (strong_view(images, bands, scale, scale).labels == kIgnoreLabel).to(torch::kFloat).mean().item<double>();
+  };
+  EXPECT_GE(void_share(0.5), 0.5 - 1e-6);
+  EXPECT_EQ(void_share(1.0), 0.0);
 }
 
 // Strong views are learnt from in a pass of their own whose batch statistics do not enter the running

@@ -33,6 +33,12 @@ void validate_scale_range(double min_scale, double max_scale, const std::string&
   if (!(max_scale <= 8)) throw OptionError(prefix + ".max_scale", "must be at most 8, not " + format_number(max_scale));
 }
 
+Placement place(int64_t from, int64_t to, const std::function<int64_t(int64_t)>& below) {
+  const int64_t slack = std::abs(from - to);
+  const int64_t offset = slack == 0 ? 0 : below(slack + 1);
+  return from > to ? Placement{offset, 0, to} : Placement{0, offset, from};
+}
+
 void validate(const AugmentOptions& o) {
   validate_scale_range(o.min_scale, o.max_scale, "augment");
   for (const auto& [name, value] : {std::pair{"augment.brightness", o.brightness},
@@ -46,16 +52,6 @@ namespace {
 
 double uniform(std::mt19937_64& rng, double low, double high) {
   return low == high ? low : std::uniform_real_distribution<double>(low, high)(rng);
-}
-
-// Where a length `from` goes into a length `to`: crop a random window of it, or pad it at a random place.
-struct Placement {
-  int source = 0, target = 0, length = 0;
-};
-Placement place(int from, int to, std::mt19937_64& rng) {
-  const int slack = std::abs(from - to);
-  const int offset = slack == 0 ? 0 : static_cast<int>(rng() % static_cast<uint64_t>(slack + 1));
-  return from > to ? Placement{offset, 0, to} : Placement{0, offset, from};
 }
 
 }  // namespace
@@ -107,11 +103,12 @@ Sample augment_sample(const Sample& sample, Size2 size, const AugmentOptions& o,
     s = flipped;
   }
   if (scaled.height != size.height || scaled.width != size.width) {
-    const Placement y = place(static_cast<int>(scaled.height), static_cast<int>(size.height), rng);
-    const Placement x = place(static_cast<int>(scaled.width), static_cast<int>(size.width), rng);
+    const auto below = [&rng](int64_t n) { return static_cast<int64_t>(rng() % static_cast<uint64_t>(n)); };
+    const Placement y = place(scaled.height, size.height, below), x = place(scaled.width, size.width, below);
     const cv::Size target(static_cast<int>(size.width), static_cast<int>(size.height));
     Sample placed{cv::Mat(target, CV_8UC3, pad_rgb), cv::Mat(target, CV_8UC1, cv::Scalar(kIgnoreLabel))};
-    const cv::Rect from(x.source, y.source, x.length, y.length), to(x.target, y.target, x.length, y.length);
+    const cv::Rect from(int(x.source), int(y.source), int(x.length), int(y.length)),
+        to(int(x.target), int(y.target), int(x.length), int(y.length));
     s.image(from).copyTo(placed.image(to));
     s.label(from).copyTo(placed.label(to));
     s = placed;

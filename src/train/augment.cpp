@@ -2,32 +2,20 @@
 
 #include <segnet/data.h>
 
+#include "data/augmentation.h"
+
 #include <torch/torch.h>
 
 #include <cmath>
 
 namespace segnet {
 
-namespace {
-
-// Where the rescaled extent `scaled` meets the output extent `size` along one axis, at a random offset:
-// a crop of the rescaled image when it is larger, a paste into the output when it is smaller.
-struct Span {
-  int64_t from, to, length;  // rescaled[from, from + length) -> output[to, to + length)
-};
-Span random_span(int64_t scaled, int64_t size) {
-  const int64_t slack = std::abs(scaled - size);
-  const int64_t offset = slack == 0 ? 0 : torch::randint(slack + 1, {1}, torch::kLong).item<int64_t>();
-  return scaled >= size ? Span{offset, 0, size} : Span{0, offset, scaled};
-}
-
-}  // namespace
-
 AugmentedBatch rescaled_view(const torch::Tensor& x, const torch::Tensor& labels, double min_scale, double max_scale) {
   if (min_scale == 1 && max_scale == 1) return {x, labels};
   namespace F = torch::nn::functional;
   const int64_t n = x.size(0), h = x.size(2), w = x.size(3);
   auto images = torch::zeros_like(x), out_labels = torch::full_like(labels, kIgnoreLabel);
+  const auto below = [](int64_t bound) { return torch::randint(bound, {1}, torch::kLong).item<int64_t>(); };
   for (int64_t k = 0; k < n; ++k) {
     const double scale = min_scale + (max_scale - min_scale) * torch::rand({1}).item<double>();
     const std::vector<int64_t> scaled{std::max<int64_t>(1, std::lround(h * scale)),
@@ -39,15 +27,12 @@ AugmentedBatch rescaled_view(const torch::Tensor& x, const torch::Tensor& labels
     const auto label = F::interpolate(labels.narrow(0, k, 1).unsqueeze(1).to(torch::kFloat),
                                       F::InterpolateFuncOptions().size(scaled).mode(torch::kNearest))
                            .to(labels.scalar_type());
-    const Span rows = random_span(scaled[0], h), cols = random_span(scaled[1], w);
+    const Placement rows = place(scaled[0], h, below), cols = place(scaled[1], w, below);
     using torch::indexing::Slice;
-    const auto source = [&](const torch::Tensor& t) {
-      return t.index({0, Slice(), Slice(rows.from, rows.from + rows.length), Slice(cols.from, cols.from + cols.length)});
-    };
-    images.index({k, Slice(), Slice(rows.to, rows.to + rows.length), Slice(cols.to, cols.to + cols.length)})
-        .copy_(source(image));
-    out_labels.index({k, Slice(rows.to, rows.to + rows.length), Slice(cols.to, cols.to + cols.length)})
-        .copy_(source(label).squeeze(0));
+    const auto from_rows = Slice(rows.source, rows.source + rows.length), to_rows = Slice(rows.target, rows.target + rows.length);
+    const auto from_cols = Slice(cols.source, cols.source + cols.length), to_cols = Slice(cols.target, cols.target + cols.length);
+    images.index({k, Slice(), to_rows, to_cols}).copy_(image.index({0, Slice(), from_rows, from_cols}));
+    out_labels.index({k, to_rows, to_cols}).copy_(label.index({0, 0, from_rows, from_cols}));
   }
   return {images, out_labels};
 }
