@@ -24,8 +24,9 @@ struct PseudoLabelStep {
 
 // The teacher labels the weak view; the student learns the confident labels from a strong view
 // (strong_view, rescaled as the step says), in a forward pass of its own whose batch statistics stay
-// out of batch norm's running averages. Not class-weighted: the teacher learnt with the class weights, so its labels already
-// favour rare classes (where they are least precise); weighting them again amplifies their noise.
+// out of batch norm's running averages. Not class-weighted: the teacher learnt with the class
+// weights, so its labels already favour rare classes (where they are least precise); weighting them
+// again amplifies their noise.
 torch::Tensor pseudo_label_loss(SegNet& student, PseudoLabelStep& step, const Objective& objective, Precision precision,
                                 torch::Device device);
 
