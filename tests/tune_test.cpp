@@ -164,7 +164,8 @@ TEST(Tune, ImpossibleSearchesAreRefusedNamingTheOption) {
   EXPECT_TRUE(contains(error_of([&] { tune(t); }), "missing.txt"));
 }
 
-// The command line `segnet tune` prints is ready to run: `segnet train` accepts it as it is.
+// The command line `segnet tune` prints is ready to run: `segnet train` accepts it as it is; its
+// progress counts each trial's own epochs.
 TEST(Tune, TheBestCommandLineTrains) {
   TempDir dir;
   synthesize_dataset({dir.path / "data", 16, {24, 32}, 4});
@@ -174,6 +175,9 @@ TEST(Tune, TheBestCommandLineTrains) {
                             dir.path);
   ASSERT_EQ(t.status, 0) << t.err;
   EXPECT_TRUE(contains(t.out, "the best five")) << t.out;
+  // Each epoch's summary counts to the trial's epochs, not to train's default of 100.
+  EXPECT_TRUE(contains(t.err, "epoch 1/1  loss")) << t.err;
+  EXPECT_FALSE(contains(t.err, "epoch 1/100")) << t.err;
   std::string command = slurp(dir.path / "search" / "best_command.txt");
   ASSERT_EQ(command.rfind("segnet train ", 0), 0u) << command;
   EXPECT_TRUE(contains(command, "--lr ") && contains(command, "--augment ") && contains(command, "--epochs 1")) << command;

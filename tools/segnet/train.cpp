@@ -59,28 +59,35 @@ void fill_from_saved(const CLI::App* cmd, TrainOptions& o, const nlohmann::json&
 
 }  // namespace
 
-TrainCallbacks progress_callbacks(const TrainOptions& o) {
-  auto progress = std::make_shared<std::unique_ptr<Progress>>();
+TrainCallbacks progress_callbacks() {
+  // The epoch count comes from the run's own reports: a tune trial runs fewer epochs than its base options.
+  struct Shown {
+    std::unique_ptr<Progress> bar;
+    int64_t epochs = 0;
+  };
+  auto shown = std::make_shared<Shown>();
   TrainCallbacks callbacks;
   callbacks.checking_data = [](size_t images, bool validation) {
     std::fprintf(stderr, "checking %zu images\n", images);
     if (!validation) std::fprintf(stderr, "no validation list: best.pt will be the last epoch's model\n");
   };
-  callbacks.step = [progress](const StepReport& s) {
-    if (s.step == 1)
-      *progress = std::make_unique<Progress>(
+  callbacks.step = [shown](const StepReport& s) {
+    if (s.step == 1) {
+      shown->epochs = s.epochs;
+      shown->bar = std::make_unique<Progress>(
           "epoch " + std::to_string(s.epoch) + "/" + std::to_string(s.epochs) + " batch", s.steps, true);
+    }
     std::ostringstream status;
     status << std::fixed << std::setprecision(4) << "loss " << s.mean_loss << std::setprecision(2) << "  "
            << s.images_per_s << " img/s";
-    (*progress)->update(s.step, status.str());
+    shown->bar->update(s.step, status.str());
   };
-  callbacks.epoch = [progress, epochs = o.epochs](const EpochRecord& r) {
+  callbacks.epoch = [shown](const EpochRecord& r) {
     std::ostringstream summary;
-    summary << std::fixed << std::setprecision(4) << "epoch " << r.epoch << "/" << epochs << "  loss " << r.train_loss
+    summary << std::fixed << std::setprecision(4) << "epoch " << r.epoch << "/" << shown->epochs << "  loss " << r.train_loss
             << "  val G " << r.global_acc << "  C " << r.class_avg_acc << "  mIoU " << r.miou << std::setprecision(2)
             << "  " << r.images_per_s << " img/s  " << std::setprecision(1) << r.seconds << " s";
-    if (*progress) (*progress)->finish(summary.str());
+    if (shown->bar) shown->bar->finish(summary.str());
   };
   return callbacks;
 }
@@ -118,7 +125,7 @@ void run_train(TrainArgs& a, const CLI::App* cmd) {
   if (o.resume)
     if (const auto saved = read_run_options(o.out / "config.json")) fill_from_saved(cmd, o, *saved);
 
-  const auto records = train(o, o.distributed.rank == 0 ? progress_callbacks(o) : TrainCallbacks{});
+  const auto records = train(o, o.distributed.rank == 0 ? progress_callbacks() : TrainCallbacks{});
   if (o.distributed.rank != 0) return;  // rank 0 speaks for the run
   if (records.empty())
     std::printf("%s already trained to %lld epochs\n", o.out.c_str(), static_cast<long long>(o.epochs));

@@ -35,6 +35,6 @@ void add_training_flags(CLI::App* cmd, TrainArgs& args);
 // args.options completed from the flags' texts (size, augmentation, class weights) and from --config.
 void resolve_training_options(TrainArgs& args, const CLI::App* cmd);
 // A progress line per step and a summary per epoch, on stderr.
-TrainCallbacks progress_callbacks(const TrainOptions& options);
+TrainCallbacks progress_callbacks();
 
 }  // namespace segnet::cli

@@ -74,7 +74,7 @@ void run_tune(TuneArgs& a, const CLI::App* cmd) {
     std::fprintf(stderr, "trial %lld, rung %lld, to %lld epochs: %s\n", static_cast<long long>(r.trial),
                  static_cast<long long>(r.rung), static_cast<long long>(epochs), settings(r).c_str());
   };
-  callbacks.train = progress_callbacks(t.base);
+  callbacks.train = progress_callbacks();
   const TuneReport report = tune(t, callbacks);
 
   std::vector<const TrialRecord*> ranked;
