@@ -179,6 +179,43 @@ INSTANTIATE_TEST_SUITE_P(
       return test_name(to_string(info.param.model) + "_" + to_string(info.param.upsampling));
     });
 
+class EqualizedNetwork : public ::testing::TestWithParam<NetworkCase> {};
+
+TEST_P(EqualizedNetwork, KeepsTheFunctionAndGivesChannelsOnePeak) {
+  const NetworkCase c = GetParam();
+  const auto options = SegNetOptions(c.model, 5).upsampling(c.upsampling);
+  SegNet model = random_model(options, c.height, c.width);
+  torch::manual_seed(6);
+  const std::vector<torch::Tensor> inputs{torch::randn({1, 3, c.height, c.width}), torch::randn({1, 3, c.height, c.width})};
+  SegNet equalized = copy_model(model);
+  equalized->eval();
+  equalize_channels(equalized, inputs);
+  torch::NoGradGuard no_grad;
+  const auto x = torch::randn({2, 3, c.height, c.width});
+  const auto before = model->forward(x), after = equalized->forward(x);
+  EXPECT_LT(((after - before).norm() / before.norm()).item<double>(), 1e-4);
+
+  // The first block's channels, which random weights give peaks of different heights, now share one.
+  auto* first = equalized->children()[0]->as<EncoderStageImpl>()->convs->children()[0]->as<ConvBlockImpl>();
+  auto* original = model->children()[0]->as<EncoderStageImpl>()->convs->children()[0]->as<ConvBlockImpl>();
+  const auto peaks = [&](ConvBlockImpl* block) {
+    return (block->forward(inputs[0]).abs().amax({0, 2, 3}) + block->forward(inputs[1]).abs().amax({0, 2, 3})) / 2;
+  };
+  const auto was = peaks(original), now = peaks(first);
+  EXPECT_GT((was.max() / was.min()).item<double>(), 1.1);
+  EXPECT_NEAR((now.min() / now.max()).item<double>(), 1.0, 1e-4);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Models, EqualizedNetwork,
+    ::testing::Values(NetworkCase{Model::SegNetBasic, Upsampling::Indices, 30, 45},
+                      NetworkCase{Model::SegNetBasic, Upsampling::Transposed, 24, 32},
+                      NetworkCase{Model::SegNetBasic, Upsampling::Bilinear, 24, 32},
+                      NetworkCase{Model::SegNet, Upsampling::Indices, 32, 48}),
+    [](const ::testing::TestParamInfo<NetworkCase>& info) {
+      return test_name(to_string(info.param.model) + "_" + to_string(info.param.upsampling));
+    });
+
 TEST(Quantize, RangesThatDoNotFitTheModelAreAnError) {
   const SegNet model = random_model(SegNetOptions(Model::SegNetBasic, 3), 16, 16);
   EXPECT_TRUE(contains(segnet::test::error_of([&] { QuantizedSegNet(model, std::vector<ActivationRange>{{0.f, 1.f}}); }), "calibrated ranges"));
@@ -285,24 +322,27 @@ class CalibratedModel : public ::testing::Test {
 fs::path CalibratedModel::root_;
 
 TEST_F(CalibratedModel, Int8AgreesWithFp32) {
-  CheckpointCalibration c;  // the defaults: all 32 training images (fewer than 32), 99.99th percentiles
-  c.checkpoint = root_ / "run" / "last.pt";
-  c.data = root_ / "data";
-  c.out = root_ / "agree.pt";
-  const CalibrationReport r = calibrate_checkpoint(c);
-  EXPECT_EQ(r.images, 32);
-  Segmenter fp32 = Segmenter::from_checkpoint(c.checkpoint, torch::kCPU);
-  Segmenter int8 = Segmenter::from_checkpoint(r.out, torch::kCPU, {Precision::Int8});
-  int64_t same = 0, total = 0;
-  for (const auto& sample : find_samples(c.data, "val.txt")) {
-    const cv::Mat image = read_image(sample.image);
-    const cv::Mat a = fp32.segment(image), b = int8.segment(image);
-    same += cv::countNonZero(a == b);
-    total += a.total();
+  for (const bool equalize : {true, false}) {
+    CheckpointCalibration c;  // the defaults: all 32 training images (fewer than 32), 99.99th percentiles
+    c.checkpoint = root_ / "run" / "last.pt";
+    c.data = root_ / "data";
+    c.out = root_ / "agree.pt";
+    c.equalize = equalize;
+    const CalibrationReport r = calibrate_checkpoint(c);
+    EXPECT_EQ(r.images, 32);
+    Segmenter fp32 = Segmenter::from_checkpoint(c.checkpoint, torch::kCPU);
+    Segmenter int8 = Segmenter::from_checkpoint(r.out, torch::kCPU, {Precision::Int8});
+    int64_t same = 0, total = 0;
+    for (const auto& sample : find_samples(c.data, "val.txt")) {
+      const cv::Mat image = read_image(sample.image);
+      const cv::Mat a = fp32.segment(image), b = int8.segment(image);
+      same += cv::countNonZero(a == b);
+      total += a.total();
+    }
+    const double agreement = static_cast<double>(same) / total;
+    RecordProperty(equalize ? "pixel_agreement" : "pixel_agreement_unequalized", std::to_string(agreement));
+    EXPECT_GE(agreement, 0.98) << (equalize ? "equalized" : "not equalized");  // seen unequalized: 0.986, 0.989
   }
-  const double agreement = static_cast<double>(same) / total;
-  RecordProperty("pixel_agreement", std::to_string(agreement));
-  EXPECT_GE(agreement, 0.98);  // seen: 0.986, 0.989
 }
 
 TEST_F(CalibratedModel, CalibrateCommandWritesALoadableCopy) {
@@ -325,10 +365,18 @@ TEST_F(CalibratedModel, CalibrateCommandWritesALoadableCopy) {
   EXPECT_EQ(predict.status, 0) << predict.err;
   EXPECT_TRUE(contains(predict.out, "segmented 8 images")) << predict.out;
 
-  // The default name, beside the checkpoint.
-  const auto named = segnet_cli("calibrate --checkpoint " + quote(ck) + " --data " + quote(root_ / "data") + " --images 1", root_);
+  // The default name, beside the checkpoint; the weights equalized by default, kept with --no-equalize.
+  const auto named = segnet_cli("calibrate --checkpoint " + quote(ck) + " --data " + quote(root_ / "data") + " --images 1 --no-equalize", root_);
   ASSERT_EQ(named.status, 0) << named.err;
-  EXPECT_TRUE(fs::exists(root_ / "run" / "last_int8.pt"));
+  ASSERT_TRUE(fs::exists(root_ / "run" / "last_int8.pt"));
+  const auto same_weights = [&](const fs::path& file) {
+    const auto a = load_checkpoint(ck).model->parameters(), b = load_checkpoint(file).model->parameters();
+    for (size_t i = 0; i < a.size(); ++i)
+      if (!torch::equal(a[i], b[i])) return false;
+    return true;
+  };
+  EXPECT_TRUE(same_weights(root_ / "run" / "last_int8.pt"));
+  EXPECT_FALSE(same_weights(out));
 }
 
 TEST_F(CalibratedModel, CalibrateCommandRefusesBadInput) {

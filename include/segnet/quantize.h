@@ -34,6 +34,14 @@ struct CalibrationOptions {
 std::vector<ActivationRange> calibrate(const SegNet& model, const std::vector<torch::Tensor>& inputs,
                                        const CalibrationOptions& options = {});
 
+// Scales each convolution block's output channels by positive factors, and divides the input weights of
+// the convolution that reads them (the next block's, or the classifier's) by the same factors, so that
+// on `inputs` (as for calibrate) every channel of an activation peaks at the same value. The network
+// computes the same function (positive scaling passes through ReLU, max pooling, unpooling and bilinear
+// upsampling), but one uint8 scale per activation then fits all its channels, not only its widest. Batch
+// norm's affine parameters carry the scaling. Activations a transposed convolution reads are left alone.
+void equalize_channels(SegNet& model, const std::vector<torch::Tensor>& inputs);
+
 // How many activation ranges int8 inference needs for a network.
 int64_t activation_count(const SegNetOptions& options);
 
@@ -72,6 +80,8 @@ struct CheckpointCalibration {
   int64_t images = 32;
   // The calibrated copy; empty: beside the checkpoint, named STEM_int8.pt. Must not be the checkpoint.
   std::filesystem::path out;
+  // equalize_channels() on the images first, into the copy's weights: more int8 predictions equal fp32's.
+  bool equalize = true;
   CalibrationOptions calibration;
 };
 

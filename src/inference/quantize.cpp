@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
 
 namespace segnet {
 
@@ -171,6 +172,33 @@ torch::Tensor quantize(const torch::Tensor& x, const QuantParams& p) {
   return torch::quantize_per_tensor(x.contiguous(at::MemoryFormat::ChannelsLast), p.scale, p.zero_point, torch::kQUInt8);
 }
 
+// Runs the inference copy `net` on one input as the int8 path computes it, showing `seen` each quantized
+// activation in the order of the ranges (the input, each convolution block's output, a transposed
+// decoder's upsampled input) with the block that produced it (null for the others).
+void trace_activations(SegNetImpl& net, const torch::Tensor& input,
+                       const std::function<void(const torch::Tensor&, ConvBlockImpl*)>& seen) {
+  const Stages stages = stages_of(net);
+  const bool transposed = net.options().upsampling() == Upsampling::Transposed;
+  auto x = input.to(torch::kCPU, torch::kFloat).contiguous(at::MemoryFormat::ChannelsLast);
+  seen(x, nullptr);
+  std::vector<torch::Tensor> indices;
+  std::vector<std::vector<int64_t>> sizes;
+  for (auto* stage : stages.encoder) {
+    sizes.push_back({x.size(2), x.size(3)});
+    for (auto* block : blocks_of(stage->convs)) seen(x = block->forward(x), block);
+    torch::Tensor idx;
+    std::tie(x, idx) = stage->pool(x);
+    indices.push_back(idx);
+  }
+  for (size_t i = 0; i < stages.decoder.size(); ++i) {
+    const size_t s = stages.encoder.size() - 1 - i;
+    auto* stage = stages.decoder[i];
+    x = stage->upsample(x, indices[s], sizes[s]);
+    if (transposed) seen(x, nullptr);
+    for (auto* block : blocks_of(stage->convs)) seen(x = block->forward(x), block);
+  }
+}
+
 }  // namespace
 
 int64_t activation_count(const SegNetOptions& options) {
@@ -196,6 +224,45 @@ torch::Tensor quantize_weight(const torch::Tensor& weight) {
   return torch::quantize_per_channel(w, scales, torch::zeros({w.size(0)}, torch::kLong), 0, torch::kQInt8);
 }
 
+void equalize_channels(SegNet& model, const std::vector<torch::Tensor>& inputs) {
+  if (inputs.empty()) throw OptionError("images", "equalizing channels needs at least one image");
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> peak;  // per block: each channel's largest magnitude, averaged over the images
+  {
+    SegNet net = inference_copy(model);
+    for (size_t image = 0; image < inputs.size(); ++image) {
+      size_t k = 0;
+      trace_activations(*net, inputs[image], [&](const torch::Tensor& x, ConvBlockImpl* block) {
+        if (!block) return;
+        const auto m = x.abs().amax({0, 2, 3}).div(static_cast<double>(inputs.size()));
+        if (image == 0) peak.push_back(m);
+        else peak[k] += m;
+        ++k;
+      });
+    }
+  }
+  const Stages stages = stages_of(*model);
+  const bool transposed = model->options().upsampling() == Upsampling::Transposed;
+  std::vector<ConvBlockImpl*> blocks;
+  std::vector<bool> read_by_upconv;
+  for (auto* stage : stages.encoder)
+    for (auto* block : blocks_of(stage->convs)) blocks.push_back(block), read_by_upconv.push_back(false);
+  for (auto* stage : stages.decoder) {
+    if (transposed) read_by_upconv.back() = true;
+    for (auto* block : blocks_of(stage->convs)) blocks.push_back(block), read_by_upconv.push_back(false);
+  }
+  for (size_t k = 0; k < blocks.size(); ++k) {
+    if (read_by_upconv[k]) continue;
+    auto& reader = k + 1 < blocks.size() ? blocks[k + 1]->conv->weight : stages.classifier->weight;
+    // Every channel up to the widest one's peak; a channel that stays (nearly) zero keeps its scale.
+    const auto widest = peak[k].max();
+    const auto scale = torch::where(peak[k] > widest * 1e-6, widest / peak[k], torch::ones_like(peak[k]));
+    blocks[k]->bn->weight.mul_(scale);
+    blocks[k]->bn->bias.mul_(scale);
+    reader.div_(scale.view({1, -1, 1, 1}));
+  }
+}
+
 std::vector<ActivationRange> calibrate(const SegNet& model, const std::vector<torch::Tensor>& inputs,
                                        const CalibrationOptions& options) {
   if (!(options.percentile > 50 && options.percentile <= 100))
@@ -203,13 +270,11 @@ std::vector<ActivationRange> calibrate(const SegNet& model, const std::vector<to
   if (inputs.empty()) throw OptionError("images", "calibration needs at least one image");
   torch::NoGradGuard no_grad;
   SegNet net = inference_copy(model);
-  const Stages stages = stages_of(*net);
-  const bool transposed = model->options().upsampling() == Upsampling::Transposed;
   std::vector<ActivationRange> ranges;
   std::vector<double> sum_min, sum_max;  // percentile ranges are averaged over the images
   for (size_t image = 0; image < inputs.size(); ++image) {
     size_t point = 0;
-    auto observe = [&](const torch::Tensor& x) {
+    trace_activations(*net, inputs[image], [&](const torch::Tensor& x, ConvBlockImpl*) {
       const ActivationRange r = range_of(x, options.percentile);
       if (image == 0) {
         ranges.push_back(r);
@@ -220,25 +285,7 @@ std::vector<ActivationRange> calibrate(const SegNet& model, const std::vector<to
         sum_min[point] += r.min, sum_max[point] += r.max;
       }
       ++point;
-    };
-    auto x = inputs[image].to(torch::kCPU, torch::kFloat).contiguous(at::MemoryFormat::ChannelsLast);
-    observe(x);
-    std::vector<torch::Tensor> indices;
-    std::vector<std::vector<int64_t>> sizes;
-    for (auto* stage : stages.encoder) {
-      sizes.push_back({x.size(2), x.size(3)});
-      for (auto* block : blocks_of(stage->convs)) observe(x = block->forward(x));
-      torch::Tensor idx;
-      std::tie(x, idx) = stage->pool(x);
-      indices.push_back(idx);
-    }
-    for (size_t i = 0; i < stages.decoder.size(); ++i) {
-      const size_t s = stages.encoder.size() - 1 - i;
-      auto* stage = stages.decoder[i];
-      x = stage->upsample(x, indices[s], sizes[s]);
-      if (transposed) observe(x);
-      for (auto* block : blocks_of(stage->convs)) observe(x = block->forward(x));
-    }
+    });
   }
   if (options.percentile < 100)
     for (size_t p = 0; p < ranges.size(); ++p)
@@ -349,6 +396,7 @@ CalibrationReport calibrate_checkpoint(const CheckpointCalibration& o) {
     const auto& sample = samples[static_cast<size_t>(i * static_cast<int64_t>(samples.size()) / count)];
     inputs.push_back(image_to_tensor(resize_image(read_image(sample.image), ck.info.size), ck.info.norm).unsqueeze(0));
   }
+  if (o.equalize) equalize_channels(ck.model, inputs);
   ck.info.activation_ranges = calibrate(ck.model, inputs, o.calibration);
   ck.state.optimizer.reset();
   save_checkpoint(report.out, ck.info, ck.model, nullptr, ck.state);

@@ -14,6 +14,7 @@ namespace {
 struct CalibrateArgs {
   CheckpointCalibration options;
   int threads = 0;
+  bool no_equalize = false;
 };
 
 }  // namespace
@@ -29,10 +30,13 @@ Command add_calibrate(CLI::App& app) {
   cmd->add_option("--percentile", c.calibration.percentile,
                   "each activation's range: per-image percentiles, averaged (100: the extremes)")
       ->capture_default_str();
+  cmd->add_flag("--no-equalize", a->no_equalize,
+                "keep the checkpoint's weights (default: rescale channels so that each activation's channels share one range)");
   cmd->add_option("--out", c.out, "the calibrated copy (default: beside the checkpoint, STEM_int8.pt)");
   cmd->add_option("--threads", a->threads, "CPU threads (default: $OMP_NUM_THREADS if set, else all cores)");
   return {cmd, [a] {
             set_threads(a->threads);
+            a->options.equalize = !a->no_equalize;
             const CalibrationReport r = calibrate_checkpoint(a->options);
             std::printf("calibrated %lld activation ranges on %lld image%s; wrote %s\n", static_cast<long long>(r.ranges),
                         static_cast<long long>(r.images), r.images == 1 ? "" : "s", r.out.c_str());
