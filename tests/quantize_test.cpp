@@ -204,6 +204,7 @@ TEST_P(EqualizedNetwork, KeepsTheFunctionAndGivesChannelsOnePeak) {
   const auto was = peaks(original), now = peaks(first);
   EXPECT_GT((was.max() / was.min()).item<double>(), 1.1);
   EXPECT_NEAR((now.min() / now.max()).item<double>(), 1.0, 1e-4);
+  EXPECT_EQ(option_of([&] { equalize_channels(equalized, {}); }), "images");
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -341,7 +342,7 @@ TEST_F(CalibratedModel, Int8AgreesWithFp32) {
     }
     const double agreement = static_cast<double>(same) / total;
     RecordProperty(equalize ? "pixel_agreement" : "pixel_agreement_unequalized", std::to_string(agreement));
-    EXPECT_GE(agreement, 0.98) << (equalize ? "equalized" : "not equalized");  // seen unequalized: 0.986, 0.989
+    EXPECT_GE(agreement, 0.98) << (equalize ? "equalized" : "not equalized");  // seen: 0.988; not: 0.986-0.989
   }
 }
 

@@ -241,25 +241,29 @@ void equalize_channels(SegNet& model, const std::vector<torch::Tensor>& inputs) 
       });
     }
   }
+  // Each block, in the order the network runs them (as `peak`), and the weight of the convolution that
+  // reads its output: the next block's, or the classifier's; null where a transposed convolution reads it.
   const Stages stages = stages_of(*model);
-  const bool transposed = model->options().upsampling() == Upsampling::Transposed;
   std::vector<ConvBlockImpl*> blocks;
-  std::vector<bool> read_by_upconv;
-  for (auto* stage : stages.encoder)
-    for (auto* block : blocks_of(stage->convs)) blocks.push_back(block), read_by_upconv.push_back(false);
-  for (auto* stage : stages.decoder) {
-    if (transposed) read_by_upconv.back() = true;
-    for (auto* block : blocks_of(stage->convs)) blocks.push_back(block), read_by_upconv.push_back(false);
-  }
+  std::vector<torch::Tensor*> readers;
+  const auto add = [&](torch::nn::Sequential& convs, bool after_upconv) {
+    for (auto* block : blocks_of(convs)) {
+      if (!readers.empty()) readers.back() = after_upconv ? nullptr : &block->conv->weight;
+      after_upconv = false;
+      blocks.push_back(block);
+      readers.push_back(&stages.classifier->weight);
+    }
+  };
+  for (auto* stage : stages.encoder) add(stage->convs, false);
+  for (auto* stage : stages.decoder) add(stage->convs, !stage->upconv.is_empty());
   for (size_t k = 0; k < blocks.size(); ++k) {
-    if (read_by_upconv[k]) continue;
-    auto& reader = k + 1 < blocks.size() ? blocks[k + 1]->conv->weight : stages.classifier->weight;
+    if (!readers[k]) continue;
     // Every channel up to the widest one's peak; a channel that stays (nearly) zero keeps its scale.
     const auto widest = peak[k].max();
     const auto scale = torch::where(peak[k] > widest * 1e-6, widest / peak[k], torch::ones_like(peak[k]));
     blocks[k]->bn->weight.mul_(scale);
     blocks[k]->bn->bias.mul_(scale);
-    reader.div_(scale.view({1, -1, 1, 1}));
+    readers[k]->div_(scale.view({1, -1, 1, 1}));
   }
 }
 
