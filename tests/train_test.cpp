@@ -357,6 +357,41 @@ TEST(StrongView, CutMixBoxesCarryTheirLabelsAndCoverHalfTheImage) {
   }
 }
 
+// ClassMix from labelled images (DACS): each unlabelled image takes, with their true labels, all the
+// pixels of half the classes (rounded up) of labelled image k modulo their number, and nothing else;
+// void pixels are not a class and are never pasted. Labelled images hold 10 + their label, unlabelled
+// ones 0 with pseudo-label 7, so the colour changes (a scale of 0.6-1.4) cannot blur the two together.
+TEST(StrongView, LabeledClassMixPastesHalfTheClassesWithTheirLabels) {
+  torch::manual_seed(7);
+  const int64_t n = 3, h = 24, w = 40;
+  auto bands = torch::arange(w, torch::kLong).div(8, "floor").view({1, 1, w}).expand({2, h, w}).contiguous();
+  bands[1].masked_fill_(bands[1] == 4, kIgnoreLabel);  // labelled image 1: classes 0..3 and a void band
+  bands[0].masked_fill_(bands[0] == 4, 5);             // labelled image 0: classes 0, 1, 2, 3, 5
+  const AugmentedBatch labeled{(bands.to(torch::kFloat) + 10).unsqueeze(1).expand({2, 3, h, w}).contiguous(), bands};
+  const auto images = torch::zeros({n, 3, h, w});
+  const auto pseudo = torch::full({n, h, w}, 7, torch::kLong);
+  const AugmentedBatch view = strong_view(images, pseudo, 1, 1, &labeled);
+  ASSERT_EQ(view.labels.sizes(), pseudo.sizes());
+  for (int64_t k = 0; k < n; ++k) {
+    const auto source = bands[k % 2];
+    const auto pasted = view.labels[k] != 7;
+    EXPECT_TRUE(torch::equal(view.labels[k].masked_select(pasted), source.masked_select(pasted))) << k;
+    EXPECT_FALSE(torch::any(pasted & (source == kIgnoreLabel)).item<bool>()) << k;
+    int64_t chosen = 0;
+    for (const int64_t c : {0, 1, 2, 3, 5}) {
+      const auto of_class = source == c;
+      if (!torch::any(of_class).item<bool>()) continue;
+      const bool all = torch::all(pasted.masked_select(of_class)).item<bool>();
+      EXPECT_TRUE(all || !torch::any(pasted.masked_select(of_class)).item<bool>()) << k << " class " << c;
+      chosen += all;
+    }
+    EXPECT_EQ(chosen, k % 2 == 0 ? 3 : 2) << k;  // half of 5 classes rounded up; half of 4
+    const auto first = view.images[k][0];
+    EXPECT_GT(first.masked_select(pasted).mean().item<double>(), 4.0) << k;
+    EXPECT_LT(first.masked_select(~pasted).mean().item<double>(), 2.0) << k;
+  }
+}
+
 // Rescaling must move labels with their pixels. Every pixel's value is its label (vertical bands of 8
 // columns, classes 0..3), so wherever a label lands its pixel must hold the same value, up to the
 // blending of bilinear resizing along band edges. Shrunk views are padded with 0 labelled void.
@@ -522,27 +557,31 @@ INSTANTIATE_TEST_SUITE_P(
     [](const ::testing::TestParamInfo<Variant>& info) { return info.param.name; });
 
 // Pseudo-labels: the run records how many unlabelled pixels passed tau, and a resumed run (teacher
-// restored from last.pt) ends with the weights of an uninterrupted one.
+// restored from last.pt) ends with the weights of an uninterrupted one, with either mix.
 TEST(Train, PseudoLabelRunRecordsConfidenceAndResumesExactly) {
   TempDir dir;
   synthesize_dataset({dir.path / "data", 20, {24, 32}, 6});
-  auto whole = tiny_run(dir.path / "data", dir.path / "whole");
-  whole.pseudo.unlabeled = dir.path / "data" / "val";  // a folder of images
-  whole.pseudo.threshold = 0.5;
-  whole.pseudo.rampup_epochs = 1;
-  whole.lr_schedule = LrSchedule::Constant;  // as in the resume test above
-  const auto records = train(whole);
-  for (const auto& r : records) {
-    EXPECT_GE(r.pseudo_confident_fraction, 0.0);
-    EXPECT_LE(r.pseudo_confident_fraction, 1.0);
+  for (const PseudoMix mix : {PseudoMix::CutMix, PseudoMix::LabeledClassMix}) {
+    SCOPED_TRACE(to_string(mix));
+    auto whole = tiny_run(dir.path / "data", dir.path / ("whole_" + to_string(mix)));
+    whole.pseudo.unlabeled = dir.path / "data" / "val";  // a folder of images
+    whole.pseudo.threshold = 0.5;
+    whole.pseudo.rampup_epochs = 1;
+    whole.pseudo.mix = mix;
+    whole.lr_schedule = LrSchedule::Constant;  // as in the resume test above
+    const auto records = train(whole);
+    for (const auto& r : records) {
+      EXPECT_GE(r.pseudo_confident_fraction, 0.0);
+      EXPECT_LE(r.pseudo_confident_fraction, 1.0);
+    }
+    auto first = whole;
+    first.out = dir.path / ("parts_" + to_string(mix));
+    first.epochs = 1;
+    train(first);
+    auto rest = first;
+    rest.epochs = 2;
+    rest.resume = true;
+    train(rest);
+    expect_same_weights(whole.out / "last.pt", rest.out / "last.pt");
   }
-  auto first = whole;
-  first.out = dir.path / "parts";
-  first.epochs = 1;
-  train(first);
-  auto rest = first;
-  rest.epochs = 2;
-  rest.resume = true;
-  train(rest);
-  expect_same_weights(whole.out / "last.pt", rest.out / "last.pt");
 }

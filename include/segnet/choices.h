@@ -53,6 +53,13 @@ enum class Tta { None, Flip };
 // hue 0.1). All but none flip.
 enum class AugmentPreset { None, Flip, Color, Light, Standard, Strong };
 
+// What the student's strong view of an unlabelled image mixes in (pseudo-label training): CutMix, a box
+// of half the image, with its pseudo-labels, from another unlabelled image (French et al. 2020); or
+// ClassMix from labelled images (DACS, Tranheden et al. 2021): the pixels of half the classes in a
+// labelled image of the same step, with their true labels, so that known classes appear, correctly
+// labelled, in the unlabelled images' scenes.
+enum class PseudoMix { CutMix, LabeledClassMix };
+
 // What an exported ONNX model outputs: class logits, class probabilities, or each pixel's class id.
 enum class ExportOutput { Logits, Probabilities, Labels };
 
@@ -132,6 +139,12 @@ struct ChoiceNames<AugmentPreset> {
             {AugmentPreset::Light, "light"},
             {AugmentPreset::Standard, "standard"},
             {AugmentPreset::Strong, "strong"}};
+  }
+};
+template <>
+struct ChoiceNames<PseudoMix> {
+  static std::vector<std::pair<PseudoMix, std::string>> all() {
+    return {{PseudoMix::CutMix, "cutmix"}, {PseudoMix::LabeledClassMix, "labeled-classmix"}};
   }
 };
 

@@ -40,6 +40,7 @@ struct PseudoLabelOptions {
   // teacher labels the image at the training scale. 1, 1: no rescaling.
   double min_scale = 1;
   double max_scale = 1;
+  PseudoMix mix = PseudoMix::CutMix;  // what the strong view mixes in (choices.h)
   int64_t rampup_epochs = 3;        // epochs over which lambda rises (Gaussian ramp); 0 = none
   double ema_decay = 0.99;          // in [0, 1): teacher = decay * teacher + (1 - decay) * student, per step
 };

@@ -37,20 +37,42 @@ AugmentedBatch rescaled_view(const torch::Tensor& x, const torch::Tensor& labels
   return {images, out_labels};
 }
 
-AugmentedBatch strong_view(const torch::Tensor& images, const torch::Tensor& labels, double min_scale, double max_scale) {
-  const auto [x, rescaled_labels] = rescaled_view(images, labels, min_scale, max_scale);
+torch::Tensor class_mix_mask(const torch::Tensor& labels) {
+  auto mask = torch::zeros_like(labels, torch::kBool);
+  for (int64_t k = 0; k < labels.size(0); ++k) {
+    const auto classes = std::get<0>(torch::_unique(labels[k]));
+    const auto present = classes.masked_select(classes != kIgnoreLabel);
+    const int64_t n = present.numel();
+    if (n == 0) continue;
+    const auto chosen = present.index_select(0, torch::randperm(n, torch::kLong).narrow(0, 0, (n + 1) / 2));
+    mask[k] = torch::isin(labels[k], chosen);
+  }
+  return mask;
+}
+
+AugmentedBatch strong_view(const torch::Tensor& images, const torch::Tensor& labels, double min_scale, double max_scale,
+                           const AugmentedBatch* labeled) {
+  auto [x, mixed_labels] = rescaled_view(images, labels, min_scale, max_scale);
   const int64_t n = x.size(0), h = x.size(2), w = x.size(3);
+  if (labeled) {
+    const auto from = torch::arange(n, torch::kLong).remainder(labeled->images.size(0)).to(x.device());
+    const auto source_labels = labeled->labels.index_select(0, from).to(mixed_labels.scalar_type());
+    const auto mask = class_mix_mask(source_labels);
+    x = torch::where(mask.unsqueeze(1), labeled->images.index_select(0, from).to(x.scalar_type()), x);
+    mixed_labels = torch::where(mask, source_labels, mixed_labels);
+  }
   auto opts = x.options().dtype(torch::kFloat);
   auto y = x * (0.6 + 0.8 * torch::rand({n, 1, 1, 1}, opts)) + (torch::rand({n, 1, 1, 1}, opts) - 0.5) * 0.8 +
            (torch::rand({n, 3, 1, 1}, opts) - 0.5) * 0.4;
   const auto blurred = torch::avg_pool2d(y, 3, 1, 1, /*ceil_mode=*/false, /*count_include_pad=*/false);
   y = torch::where(torch::rand({n, 1, 1, 1}, opts) < 0.5, blurred, y);
+  if (labeled) return {y, mixed_labels};
   const double box_h = h * std::sqrt(0.5), box_w = w * std::sqrt(0.5);
   const auto rows = torch::arange(h, opts).view({1, 1, h, 1}), cols = torch::arange(w, opts).view({1, 1, 1, w});
   const auto top = torch::rand({n, 1, 1, 1}, opts) * (h - box_h), left = torch::rand({n, 1, 1, 1}, opts) * (w - box_w);
   const auto inside = (rows >= top) & (rows < top + box_h) & (cols >= left) & (cols < left + box_w);
   return {torch::where(inside, y.roll(1, 0), y),
-          torch::where(inside.squeeze(1), rescaled_labels.roll(1, 0), rescaled_labels)};
+          torch::where(inside.squeeze(1), mixed_labels.roll(1, 0), mixed_labels)};
 }
 
 }  // namespace segnet

@@ -15,10 +15,16 @@ struct AugmentedBatch {
 AugmentedBatch rescaled_view(const torch::Tensor& images, const torch::Tensor& labels, double min_scale,
                              double max_scale);
 
+// For each image of `labels`, the pixels of a random half (rounded up) of the classes it holds (void
+// is not a class): DACS's ClassMix mask.
+torch::Tensor class_mix_mask(const torch::Tensor& labels);
+
 // rescaled_view, then per-image contrast, brightness and colour shifts, a blur on half the images, then
 // CutMix (French et al. 2020): a box of half the image's area comes, with its labels, from the previous
-// image of the batch. Labels still line up with their pixels.
+// image of the batch. With `labeled` (labelled images of the same size and their labels), ClassMix
+// instead: before the colour shifts, each image takes class_mix_mask's pixels, with their labels, from
+// labelled image k modulo their number. Labels still line up with their pixels.
 AugmentedBatch strong_view(const torch::Tensor& images, const torch::Tensor& labels, double min_scale = 1,
-                           double max_scale = 1);
+                           double max_scale = 1, const AugmentedBatch* labeled = nullptr);
 
 }  // namespace segnet

@@ -23,7 +23,7 @@ DataParallel::StepTotals train_step(SegNet& model, torch::optim::Optimizer& opti
     double confident = 0;
     if (pseudo) {
       PseudoLabelStep& unlabeled = pseudo->at(static_cast<size_t>(k));
-      loss = loss + pseudo_label_loss(model, unlabeled, objective, precision, device);
+      loss = loss + pseudo_label_loss(model, unlabeled, batch, objective, precision, device);
       confident = unlabeled.confident_fraction;
     }
     // Each micro-batch counts by its share of the step's images, on whichever process it runs.

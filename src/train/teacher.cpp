@@ -37,8 +37,8 @@ class FrozenRunningStatistics {
 
 }  // namespace
 
-torch::Tensor pseudo_label_loss(SegNet& student, PseudoLabelStep& p, const Objective& objective, Precision precision,
-                                torch::Device device) {
+torch::Tensor pseudo_label_loss(SegNet& student, PseudoLabelStep& p, const Batch& labeled, const Objective& objective,
+                                Precision precision, torch::Device device) {
   const auto channels_last = at::MemoryFormat::ChannelsLast;
   const auto weak = p.unlabeled.images.to(device);
   torch::Tensor targets;
@@ -50,7 +50,9 @@ torch::Tensor pseudo_label_loss(SegNet& student, PseudoLabelStep& p, const Objec
   }
   p.confident_fraction = (targets != kIgnoreLabel).to(torch::kFloat).mean().item<double>();
   if (p.confident_fraction == 0 || p.weight == 0) return torch::zeros({}, weak.options());  // nothing to learn
-  const AugmentedBatch strong = strong_view(weak, targets, p.min_scale, p.max_scale);
+  std::optional<AugmentedBatch> mix_from;
+  if (p.mix == PseudoMix::LabeledClassMix) mix_from = AugmentedBatch{labeled.images.to(device), labeled.labels.to(device)};
+  const AugmentedBatch strong = strong_view(weak, targets, p.min_scale, p.max_scale, mix_from ? &*mix_from : nullptr);
   // Scaled by the confident share, as FixMatch averages over all unlabelled pixels: a handful of
   // confident pixels early in training must not carry the full weight lambda.
   const double share = (strong.labels != kIgnoreLabel).to(torch::kFloat).mean().item<double>();
@@ -99,7 +101,7 @@ std::vector<PseudoLabelStep>& PseudoLabelTeacher::begin_step(double progress_epo
   micro_batches_.clear();
   for (const Batch& batch : unlabeled_.micro_batches)
     micro_batches_.push_back({teacher_, batch, weight, options_.threshold, options_.class_share, options_.min_scale,
-                              options_.max_scale});
+                              options_.max_scale, options_.mix});
   return micro_batches_;
 }
 

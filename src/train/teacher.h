@@ -19,16 +19,17 @@ struct PseudoLabelStep {
   double threshold = 0.9;
   double class_share = 0;
   double min_scale = 1, max_scale = 1;  // of the strong view
+  PseudoMix mix = PseudoMix::CutMix;
   double confident_fraction = 0;  // set by the step
 };
 
 // The teacher labels the weak view; the student learns the confident labels from a strong view
-// (strong_view, rescaled as the step says), in a forward pass of its own whose batch statistics stay
-// out of batch norm's running averages. Not class-weighted: the teacher learnt with the class
-// weights, so its labels already favour rare classes (where they are least precise); weighting them
-// again amplifies their noise.
-torch::Tensor pseudo_label_loss(SegNet& student, PseudoLabelStep& step, const Objective& objective, Precision precision,
-                                torch::Device device);
+// (strong_view, rescaled and mixed as the step says; ClassMix takes from `labeled`, the step's labelled
+// micro-batch), in a forward pass of its own whose batch statistics stay out of batch norm's running
+// averages. Not class-weighted: the teacher learnt with the class weights, so its labels already favour
+// rare classes (where they are least precise); weighting them again amplifies their noise.
+torch::Tensor pseudo_label_loss(SegNet& student, PseudoLabelStep& step, const Batch& labeled, const Objective& objective,
+                                Precision precision, torch::Device device);
 
 // teacher = decay * teacher + (1 - decay) * student; buffers (batch-norm statistics) copied.
 void ema_update(SegNet& teacher, SegNet& student, double decay);

@@ -66,7 +66,7 @@ std::string flag_for(const std::string& option) {
       {"pseudo.threshold", "--pseudo-threshold"}, {"pseudo.rampup_epochs", "--pseudo-rampup"},
       {"pseudo.class_share", "--pseudo-class-share"},
       {"pseudo.min_scale", "--pseudo-scale-range"}, {"pseudo.max_scale", "--pseudo-scale-range"},
-      {"pseudo.ema_decay", "--ema-decay"},       {"upsampling", "--decoder"},
+      {"pseudo.ema_decay", "--ema-decay"},       {"pseudo.mix", "--pseudo-mix"},       {"upsampling", "--decoder"},
       {"max_frames", "--frames"},                {"warmup", "--warmup"},
       {"void_colors", "--void-color"},           {"distributed.world_size", "--world-size"},
       {"distributed.rank", "--rank"},            {"distributed.master_port", "--master"},
