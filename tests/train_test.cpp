@@ -367,7 +367,7 @@ TEST(StrongView, LabeledClassMixPastesHalfTheClassesWithTheirLabels) {
   auto bands = torch::arange(w, torch::kLong).div(8, "floor").view({1, 1, w}).expand({2, h, w}).contiguous();
   bands[1].masked_fill_(bands[1] == 4, kIgnoreLabel);  // labelled image 1: classes 0..3 and a void band
   bands[0].masked_fill_(bands[0] == 4, 5);             // labelled image 0: classes 0, 1, 2, 3, 5
-  const AugmentedBatch labeled{(bands.to(torch::kFloat) + 10).unsqueeze(1).expand({2, 3, h, w}).contiguous(), bands};
+  const Batch labeled{(bands.to(torch::kFloat) + 10).unsqueeze(1).expand({2, 3, h, w}).contiguous(), bands};
   const auto images = torch::zeros({n, 3, h, w});
   const auto pseudo = torch::full({n, h, w}, 7, torch::kLong);
   const AugmentedBatch view = strong_view(images, pseudo, 1, 1, &labeled);
@@ -556,22 +556,25 @@ INSTANTIATE_TEST_SUITE_P(
                       Variant{"binary", Model::SegNetBasic, Upsampling::Indices, Task::Binary, {}}),
     [](const ::testing::TestParamInfo<Variant>& info) { return info.param.name; });
 
-// Pseudo-labels: the run records how many unlabelled pixels passed tau, and a resumed run (teacher
-// restored from last.pt) ends with the weights of an uninterrupted one, with either mix.
+// Pseudo-labels: the run records how many unlabelled pixels it learnt, and a resumed run (teacher
+// restored from last.pt) ends with the weights of an uninterrupted one, with either mix; the mix reaches
+// training (the two runs end apart).
 TEST(Train, PseudoLabelRunRecordsConfidenceAndResumesExactly) {
   TempDir dir;
   synthesize_dataset({dir.path / "data", 20, {24, 32}, 6});
+  std::vector<fs::path> ends;
   for (const PseudoMix mix : {PseudoMix::CutMix, PseudoMix::LabeledClassMix}) {
     SCOPED_TRACE(to_string(mix));
     auto whole = tiny_run(dir.path / "data", dir.path / ("whole_" + to_string(mix)));
     whole.pseudo.unlabeled = dir.path / "data" / "val";  // a folder of images
     whole.pseudo.threshold = 0.5;
+    whole.pseudo.class_share = 0.5;  // an untrained network reaches no threshold: some pixels must be learnt
     whole.pseudo.rampup_epochs = 1;
     whole.pseudo.mix = mix;
     whole.lr_schedule = LrSchedule::Constant;  // as in the resume test above
     const auto records = train(whole);
     for (const auto& r : records) {
-      EXPECT_GE(r.pseudo_confident_fraction, 0.0);
+      EXPECT_GT(r.pseudo_confident_fraction, 0.0);
       EXPECT_LE(r.pseudo_confident_fraction, 1.0);
     }
     auto first = whole;
@@ -583,5 +586,11 @@ TEST(Train, PseudoLabelRunRecordsConfidenceAndResumesExactly) {
     rest.resume = true;
     train(rest);
     expect_same_weights(whole.out / "last.pt", rest.out / "last.pt");
+    ends.push_back(whole.out / "last.pt");
   }
+  const auto cutmix = load_checkpoint(ends[0]).model->named_parameters();
+  const auto classmix = load_checkpoint(ends[1]).model->named_parameters();
+  double apart = 0;
+  for (const auto& p : cutmix) apart += (p.value() - classmix[p.key()]).abs().sum().item<double>();
+  EXPECT_GT(apart, 0.0);
 }

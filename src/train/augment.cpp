@@ -51,7 +51,7 @@ torch::Tensor class_mix_mask(const torch::Tensor& labels) {
 }
 
 AugmentedBatch strong_view(const torch::Tensor& images, const torch::Tensor& labels, double min_scale, double max_scale,
-                           const AugmentedBatch* labeled) {
+                           const Batch* labeled) {
   auto [x, mixed_labels] = rescaled_view(images, labels, min_scale, max_scale);
   const int64_t n = x.size(0), h = x.size(2), w = x.size(3);
   if (labeled) {

@@ -1,5 +1,7 @@
 #pragma once
 // The strong view of FixMatch-style pseudo-labelling.
+#include <segnet/data.h>
+
 #include <torch/types.h>
 
 namespace segnet {
@@ -25,6 +27,6 @@ torch::Tensor class_mix_mask(const torch::Tensor& labels);
 // instead: before the colour shifts, each image takes class_mix_mask's pixels, with their labels, from
 // labelled image k modulo their number. Labels still line up with their pixels.
 AugmentedBatch strong_view(const torch::Tensor& images, const torch::Tensor& labels, double min_scale = 1,
-                           double max_scale = 1, const AugmentedBatch* labeled = nullptr);
+                           double max_scale = 1, const Batch* labeled = nullptr);
 
 }  // namespace segnet

@@ -11,15 +11,16 @@ DataParallel::StepTotals train_step(SegNet& model, torch::optim::Optimizer& opti
                                     DataParallel& parallel, uint64_t step_seed, std::vector<PseudoLabelStep>* pseudo) {
   parallel.begin_step();
   for (int64_t k = 0; k < static_cast<int64_t>(step.micro_batches.size()); ++k) {
-    const Batch& batch = step.micro_batches[static_cast<size_t>(k)];
+    const Batch& cpu_batch = step.micro_batches[static_cast<size_t>(k)];
+    const Batch batch{cpu_batch.images.to(device), cpu_batch.labels.to(device)};
     parallel.begin_micro_batch(k);
     torch::manual_seed(step_seed * 1000003 + static_cast<uint64_t>(parallel.slot(k)));
     torch::Tensor logits;
     {
       AutocastGuard autocast(precision, device);
-      logits = model->forward(batch.images.to(device).contiguous(at::MemoryFormat::ChannelsLast));
+      logits = model->forward(batch.images.contiguous(at::MemoryFormat::ChannelsLast));
     }
-    auto loss = segmentation_loss(logits.to(torch::kFloat), batch.labels.to(device), objective);
+    auto loss = segmentation_loss(logits.to(torch::kFloat), batch.labels, objective);
     double confident = 0;
     if (pseudo) {
       PseudoLabelStep& unlabeled = pseudo->at(static_cast<size_t>(k));

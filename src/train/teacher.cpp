@@ -50,9 +50,8 @@ torch::Tensor pseudo_label_loss(SegNet& student, PseudoLabelStep& p, const Batch
   }
   p.confident_fraction = (targets != kIgnoreLabel).to(torch::kFloat).mean().item<double>();
   if (p.confident_fraction == 0 || p.weight == 0) return torch::zeros({}, weak.options());  // nothing to learn
-  std::optional<AugmentedBatch> mix_from;
-  if (p.mix == PseudoMix::LabeledClassMix) mix_from = AugmentedBatch{labeled.images.to(device), labeled.labels.to(device)};
-  const AugmentedBatch strong = strong_view(weak, targets, p.min_scale, p.max_scale, mix_from ? &*mix_from : nullptr);
+  const AugmentedBatch strong =
+      strong_view(weak, targets, p.min_scale, p.max_scale, p.mix == PseudoMix::LabeledClassMix ? &labeled : nullptr);
   // Scaled by the confident share, as FixMatch averages over all unlabelled pixels: a handful of
   // confident pixels early in training must not carry the full weight lambda.
   const double share = (strong.labels != kIgnoreLabel).to(torch::kFloat).mean().item<double>();

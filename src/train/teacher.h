@@ -25,7 +25,7 @@ struct PseudoLabelStep {
 
 // The teacher labels the weak view; the student learns the confident labels from a strong view
 // (strong_view, rescaled and mixed as the step says; ClassMix takes from `labeled`, the step's labelled
-// micro-batch), in a forward pass of its own whose batch statistics stay out of batch norm's running
+// micro-batch, already on `device`), in a forward pass of its own whose batch statistics stay out of batch norm's running
 // averages. Not class-weighted: the teacher learnt with the class weights, so its labels already favour
 // rare classes (where they are least precise); weighting them again amplifies their noise.
 torch::Tensor pseudo_label_loss(SegNet& student, PseudoLabelStep& step, const Batch& labeled, const Objective& objective,
