@@ -7,8 +7,10 @@
 #   unlabelled_A   the other sequences' remaining frames, images only (setting A);
 #   unlabelled_B   the same plus H's frames without labels (setting B: footage of where the model
 #                  will run, as a user would have it);
+#   unlabelled_T   H's frames alone, without labels (setting B when that footage is all the user has
+#                  unlabelled, or all they choose to learn from);
 #   in_scene.txt   the val.txt frames that are not labelled: the scene the model trained in.
-# Arms, per seed: supervised (labelled.txt only) and pseudo-A / pseudo-B (labelled + unlabelled).
+# Arms, per seed: supervised (labelled.txt only) and pseudo-A / pseudo-B / pseudo-T (labelled + unlabelled).
 # An epoch is one pass over labelled.txt in every arm, so all arms take the same optimizer steps.
 # Figures are of the last epoch's checkpoint (last.pt), never a best epoch picked on the scored scene.
 # Prints and writes OUT/summary.md: mean and spread (min..max) over the seeds per H x arm, with
@@ -47,13 +49,15 @@ make_splits() {  # $1 = held-out prefix, $2 = its folder
   grep "/$h" <<< "$all" | absolute > "$dir/scored.txt"
   grep -v "/$h" <<< "$all" | sort -t/ -k2 | awk 'NR % 8 == 1' | absolute > "$dir/labelled.txt"
   grep -v "/$h" <<< "$all" | sort -t/ -k2 | awk 'NR % 8 != 1 { print $1 }' | absolute > "$dir/unlabelled_A.txt"
-  { cat "$dir/unlabelled_A.txt"; cut -d' ' -f1 "$dir/scored.txt"; } > "$dir/unlabelled_B.txt"
+  cut -d' ' -f1 "$dir/scored.txt" > "$dir/unlabelled_T.txt"
+  cat "$dir/unlabelled_A.txt" "$dir/unlabelled_T.txt" > "$dir/unlabelled_B.txt"
   # The unlabelled pools with their true labels, to score the pseudo-labels (never read by training).
   grep -v "/$h" <<< "$all" | sort -t/ -k2 | awk 'NR % 8 != 1' | absolute > "$dir/truth_A.txt"
   cat "$dir/truth_A.txt" "$dir/scored.txt" > "$dir/truth_B.txt"
+  cp "$dir/scored.txt" "$dir/truth_T.txt"
   grep -v -F -f <(frame < "$dir/labelled.txt") <(absolute < "$data/val.txt") > "$dir/in_scene.txt" || true
   echo "$h: scored $(wc -l < "$dir/scored.txt"), labelled $(wc -l < "$dir/labelled.txt"), unlabelled" \
-       "A $(wc -l < "$dir/unlabelled_A.txt") / B $(wc -l < "$dir/unlabelled_B.txt"), in-scene $(wc -l < "$dir/in_scene.txt")"
+       "A $(wc -l < "$dir/unlabelled_A.txt") / B $(wc -l < "$dir/unlabelled_B.txt") / T $(wc -l < "$dir/unlabelled_T.txt"), in-scene $(wc -l < "$dir/in_scene.txt")"
 }
 
 run_arm() {  # $1 = folder of splits, $2 = arm, $3 = seed
@@ -62,6 +66,7 @@ run_arm() {  # $1 = folder of splits, $2 = arm, $3 = seed
   case $arm in
     pseudo-A) extra=(--unlabeled "$dir/unlabelled_A.txt" ${PSEUDO_FLAGS:-}) ;;
     pseudo-B) extra=(--unlabeled "$dir/unlabelled_B.txt" ${PSEUDO_FLAGS:-}) ;;
+    pseudo-T) extra=(--unlabeled "$dir/unlabelled_T.txt" ${PSEUDO_FLAGS:-}) ;;
   esac
   rm -rf "$run"
   echo "$(date -u +%H:%M:%S) $run" >&2

@@ -360,36 +360,63 @@ TEST(StrongView, CutMixBoxesCarryTheirLabelsAndCoverHalfTheImage) {
 // ClassMix from labelled images (DACS): each unlabelled image takes, with their true labels, all the
 // pixels of half the classes (rounded up) of labelled image k modulo their number, and nothing else;
 // void pixels are not a class and are never pasted. Labelled images hold 10 + their label, unlabelled
-// ones 0 with pseudo-label 7, so the colour changes (a scale of 0.6-1.4) cannot blur the two together.
-TEST(StrongView, LabeledClassMixPastesHalfTheClassesWithTheirLabels) {
-  torch::manual_seed(7);
-  const int64_t n = 3, h = 24, w = 40;
-  auto bands = torch::arange(w, torch::kLong).div(8, "floor").view({1, 1, w}).expand({2, h, w}).contiguous();
-  bands[1].masked_fill_(bands[1] == 4, kIgnoreLabel);  // labelled image 1: classes 0..3 and a void band
-  bands[0].masked_fill_(bands[0] == 4, 5);             // labelled image 0: classes 0, 1, 2, 3, 5
-  const Batch labeled{(bands.to(torch::kFloat) + 10).unsqueeze(1).expand({2, 3, h, w}).contiguous(), bands};
-  const auto images = torch::zeros({n, 3, h, w});
-  const auto pseudo = torch::full({n, h, w}, 7, torch::kLong);
-  const AugmentedBatch view = strong_view(images, pseudo, 1, 1, &labeled);
-  ASSERT_EQ(view.labels.sizes(), pseudo.sizes());
-  for (int64_t k = 0; k < n; ++k) {
-    const auto source = bands[k % 2];
-    const auto pasted = view.labels[k] != 7;
-    EXPECT_TRUE(torch::equal(view.labels[k].masked_select(pasted), source.masked_select(pasted))) << k;
-    EXPECT_FALSE(torch::any(pasted & (source == kIgnoreLabel)).item<bool>()) << k;
-    int64_t chosen = 0;
-    for (const int64_t c : {0, 1, 2, 3, 5}) {
-      const auto of_class = source == c;
-      if (!torch::any(of_class).item<bool>()) continue;
-      const bool all = torch::all(pasted.masked_select(of_class)).item<bool>();
-      EXPECT_TRUE(all || !torch::any(pasted.masked_select(of_class)).item<bool>()) << k << " class " << c;
-      chosen += all;
+// ones 0 with pseudo-label 7, so the colour changes (a scale of 0.6-1.4) cannot blur the two together;
+// recoloured, the pasted pixels take the unlabelled image's colour, a flat 0, so each view is flat.
+TEST(StrongView, ClassMixPastesHalfTheClassesOfALabelledImageWithTheirLabels) {
+  for (const PseudoMix mix : {PseudoMix::LabeledClassMix, PseudoMix::RecoloredClassMix}) {
+    torch::manual_seed(7);
+    const int64_t n = 3, h = 24, w = 40;
+    auto bands = torch::arange(w, torch::kLong).div(8, "floor").view({1, 1, w}).expand({2, h, w}).contiguous();
+    bands[1].masked_fill_(bands[1] == 4, kIgnoreLabel);  // labelled image 1: classes 0..3 and a void band
+    bands[0].masked_fill_(bands[0] == 4, 5);             // labelled image 0: classes 0, 1, 2, 3, 5
+    const Batch labeled{(bands.to(torch::kFloat) + 10).unsqueeze(1).expand({2, 3, h, w}).contiguous(), bands};
+    const auto images = torch::zeros({n, 3, h, w});
+    const auto pseudo = torch::full({n, h, w}, 7, torch::kLong);
+    const AugmentedBatch view = strong_view(images, pseudo, 1, 1, mix, &labeled);
+    ASSERT_EQ(view.labels.sizes(), pseudo.sizes());
+    for (int64_t k = 0; k < n; ++k) {
+      const auto source = bands[k % 2];
+      const auto pasted = view.labels[k] != 7;
+      EXPECT_TRUE(torch::equal(view.labels[k].masked_select(pasted), source.masked_select(pasted))) << k;
+      EXPECT_FALSE(torch::any(pasted & (source == kIgnoreLabel)).item<bool>()) << k;
+      int64_t chosen = 0;
+      for (const int64_t c : {0, 1, 2, 3, 5}) {
+        const auto of_class = source == c;
+        if (!torch::any(of_class).item<bool>()) continue;
+        const bool all = torch::all(pasted.masked_select(of_class)).item<bool>();
+        EXPECT_TRUE(all || !torch::any(pasted.masked_select(of_class)).item<bool>()) << k << " class " << c;
+        chosen += all;
+      }
+      EXPECT_EQ(chosen, k % 2 == 0 ? 3 : 2) << k;  // half of 5 classes rounded up; half of 4
+      const auto first = view.images[k][0];
+      if (mix == PseudoMix::LabeledClassMix) {
+        EXPECT_GT(first.masked_select(pasted).mean().item<double>(), 4.0) << k;
+        EXPECT_LT(first.masked_select(~pasted).mean().item<double>(), 2.0) << k;
+      } else {
+        EXPECT_NEAR(first.max().item<double>(), first.min().item<double>(), 1e-5) << k;
+      }
     }
-    EXPECT_EQ(chosen, k % 2 == 0 ? 3 : 2) << k;  // half of 5 classes rounded up; half of 4
-    const auto first = view.images[k][0];
-    EXPECT_GT(first.masked_select(pasted).mean().item<double>(), 4.0) << k;
-    EXPECT_LT(first.masked_select(~pasted).mean().item<double>(), 2.0) << k;
   }
+}
+
+// Colour transfer: each output image has, per channel, the target image's mean and standard deviation,
+// and is an increasing affine function of the source image (its pixels keep their order).
+TEST(StrongView, MatchColorStatisticsGivesTheTargetsMeanAndSpreadPerChannel) {
+  torch::manual_seed(8);
+  const auto source = torch::randn({2, 3, 12, 16}) * 0.3 + 1.5;
+  const auto target = torch::randn({2, 3, 12, 16}) * torch::tensor({0.5, 1.0, 2.0}).view({1, 3, 1, 1}) - 1;
+  const auto out = match_color_statistics(source, target);
+  ASSERT_EQ(out.sizes(), source.sizes());
+  EXPECT_TRUE(torch::allclose(out.mean({2, 3}), target.mean({2, 3}), 1e-4, 1e-4));
+  EXPECT_TRUE(torch::allclose(out.std({2, 3}, false), target.std({2, 3}, false), 1e-4, 1e-4));
+  for (int64_t k = 0; k < 2; ++k)
+    for (int64_t c = 0; c < 3; ++c) {
+      const auto x = source[k][c].flatten(), y = out[k][c].flatten();
+      const auto centred = [](const torch::Tensor& v) { return v - v.mean(); };
+      const double correlation =
+          (centred(x) * centred(y)).sum().item<double>() / (centred(x).norm() * centred(y).norm()).item<double>();
+      EXPECT_NEAR(correlation, 1.0, 1e-5) << k << " " << c;
+    }
 }
 
 // Rescaling must move labels with their pixels. Every pixel's value is its label (vertical bands of 8
@@ -425,30 +452,42 @@ TEST(StrongView, RescalingMovesLabelsWithTheirPixelsAndPadsWithVoid) {
 }
 
 // Strong views are learnt from in a pass of their own whose batch statistics do not enter the running
-// averages: after a pseudo-label step they equal those of a step on the labelled batch alone.
-TEST(PseudoLabelStep, LeavesBatchNormRunningStatisticsToTheLabelledBatch) {
-  torch::manual_seed(3);
-  const SegNetOptions options(Model::SegNetBasic, 3);
-  SegNet plain(options), with_pseudo = copy_model(plain);
-  const LoaderStep labelled{{{torch::randn({2, 3, 16, 16}), torch::randint(0, 3, {2, 16, 16}, torch::kLong)}}, 2};
-  std::vector<PseudoLabelStep> pseudo{{copy_model(plain), {torch::randn({2, 3, 16, 16}) * 3 + 2, {}}, 1.0, 0.0}};
-  pseudo[0].teacher->eval();
-  const Objective objective{Task::Multiclass, Loss::CrossEntropy, torch::ones({3})};
-  for (SegNet* model : {&plain, &with_pseudo}) {
-    (*model)->train();
-    torch::optim::SGD optimizer((*model)->parameters(), torch::optim::SGDOptions(0.01));
-    DataParallel alone(*model, nullptr, 1, {});
-    train_step(*model, optimizer, labelled, objective, Precision::Float32, torch::kCPU, alone, 0,
-               model == &with_pseudo ? &pseudo : nullptr);
+// averages: after a pseudo-label step they equal those of a step on the labelled batch alone. With
+// adapt_statistics they do enter them: every batch norm layer's running mean moves.
+TEST(PseudoLabelStep, LeavesBatchNormRunningStatisticsToTheLabelledBatchUnlessAdapting) {
+  for (const bool adapt : {false, true}) {
+    torch::manual_seed(3);
+    const SegNetOptions options(Model::SegNetBasic, 3);
+    SegNet plain(options), with_pseudo = copy_model(plain);
+    const LoaderStep labelled{{{torch::randn({2, 3, 16, 16}), torch::randint(0, 3, {2, 16, 16}, torch::kLong)}}, 2};
+    std::vector<PseudoLabelStep> pseudo{{copy_model(plain), {torch::randn({2, 3, 16, 16}) * 3 + 2, {}}, 1.0, 0.0}};
+    pseudo[0].adapt_statistics = adapt;
+    pseudo[0].teacher->eval();
+    const Objective objective{Task::Multiclass, Loss::CrossEntropy, torch::ones({3})};
+    for (SegNet* model : {&plain, &with_pseudo}) {
+      (*model)->train();
+      torch::optim::SGD optimizer((*model)->parameters(), torch::optim::SGDOptions(0.01));
+      DataParallel alone(*model, nullptr, 1, {});
+      train_step(*model, optimizer, labelled, objective, Precision::Float32, torch::kCPU, alone, 0,
+                 model == &with_pseudo ? &pseudo : nullptr);
+    }
+    EXPECT_EQ(pseudo[0].confident_fraction, 1.0);  // threshold 0: the student did learn from the strong view
+    const auto a = plain->named_buffers(), b = with_pseudo->named_buffers();
+    int64_t means = 0;
+    for (const auto& buffer : a)
+      if (buffer.key().find("running") != std::string::npos) {
+        const bool equal = torch::equal(buffer.value(), b[buffer.key()]);
+        if (!adapt) EXPECT_TRUE(equal) << buffer.key();
+        if (adapt && buffer.key().find("running_mean") != std::string::npos) {
+          EXPECT_FALSE(equal) << buffer.key();
+          ++means;
+        }
+      }
+    if (adapt) EXPECT_GT(means, 0);
+    // ... and the pseudo-label term did change the weights.
+    const auto pa = plain->named_parameters(), pb = with_pseudo->named_parameters();
+    EXPECT_FALSE(torch::equal(pa.begin()->value(), pb[pa.begin()->key()])) << adapt;
   }
-  EXPECT_EQ(pseudo[0].confident_fraction, 1.0);  // threshold 0: the student did learn from the strong view
-  const auto a = plain->named_buffers(), b = with_pseudo->named_buffers();
-  for (const auto& buffer : a)
-    if (buffer.key().find("running") != std::string::npos)
-      EXPECT_TRUE(torch::equal(buffer.value(), b[buffer.key()])) << buffer.key();
-  // ... and the pseudo-label term did change the weights.
-  const auto pa = plain->named_parameters(), pb = with_pseudo->named_parameters();
-  EXPECT_FALSE(torch::equal(pa.begin()->value(), pb[pa.begin()->key()]));
 }
 
 // The pseudo-label term is plain cross-entropy: changing the class weights changes the labelled term
@@ -557,13 +596,13 @@ INSTANTIATE_TEST_SUITE_P(
     [](const ::testing::TestParamInfo<Variant>& info) { return info.param.name; });
 
 // Pseudo-labels: the run records how many unlabelled pixels it learnt, and a resumed run (teacher
-// restored from last.pt) ends with the weights of an uninterrupted one, with either mix; the mix reaches
-// training (the two runs end apart).
+// restored from last.pt) ends with the weights of an uninterrupted one, with each mix (the last one also
+// adapting batch norm's statistics); the mix reaches training (the runs end apart).
 TEST(Train, PseudoLabelRunRecordsConfidenceAndResumesExactly) {
   TempDir dir;
   synthesize_dataset({dir.path / "data", 20, {24, 32}, 6});
   std::vector<fs::path> ends;
-  for (const PseudoMix mix : {PseudoMix::CutMix, PseudoMix::LabeledClassMix}) {
+  for (const PseudoMix mix : {PseudoMix::CutMix, PseudoMix::LabeledClassMix, PseudoMix::RecoloredClassMix}) {
     SCOPED_TRACE(to_string(mix));
     auto whole = tiny_run(dir.path / "data", dir.path / ("whole_" + to_string(mix)));
     whole.pseudo.unlabeled = dir.path / "data" / "val";  // a folder of images
@@ -571,6 +610,7 @@ TEST(Train, PseudoLabelRunRecordsConfidenceAndResumesExactly) {
     whole.pseudo.class_share = 0.5;  // an untrained network reaches no threshold: some pixels must be learnt
     whole.pseudo.rampup_epochs = 1;
     whole.pseudo.mix = mix;
+    whole.pseudo.adapt_statistics = mix == PseudoMix::RecoloredClassMix;  // resumes exactly too
     whole.lr_schedule = LrSchedule::Constant;  // as in the resume test above
     const auto records = train(whole);
     for (const auto& r : records) {
@@ -588,9 +628,12 @@ TEST(Train, PseudoLabelRunRecordsConfidenceAndResumesExactly) {
     expect_same_weights(whole.out / "last.pt", rest.out / "last.pt");
     ends.push_back(whole.out / "last.pt");
   }
-  const auto cutmix = load_checkpoint(ends[0]).model->named_parameters();
-  const auto classmix = load_checkpoint(ends[1]).model->named_parameters();
-  double apart = 0;
-  for (const auto& p : cutmix) apart += (p.value() - classmix[p.key()]).abs().sum().item<double>();
-  EXPECT_GT(apart, 0.0);
+  // Each mix trains a different network.
+  for (size_t k = 1; k < ends.size(); ++k) {
+    const auto before = load_checkpoint(ends[k - 1]).model->named_parameters();
+    const auto after = load_checkpoint(ends[k]).model->named_parameters();
+    double apart = 0;
+    for (const auto& p : before) apart += (p.value() - after[p.key()]).abs().sum().item<double>();
+    EXPECT_GT(apart, 0.0) << k;
+  }
 }

@@ -57,8 +57,10 @@ enum class AugmentPreset { None, Flip, Color, Light, Standard, Strong };
 // of half the image, with its pseudo-labels, from another unlabelled image (French et al. 2020); or
 // ClassMix from labelled images (DACS, Tranheden et al. 2021): the pixels of half the classes in a
 // labelled image of the same step, with their true labels, so that known classes appear, correctly
-// labelled, in the unlabelled images' scenes.
-enum class PseudoMix { CutMix, LabeledClassMix };
+// labelled, in the unlabelled images' scenes. RecoloredClassMix: the same, with the pasted pixels first
+// given the unlabelled image's colour statistics (per channel mean and spread), so that the true labels
+// also come with the unlabelled scene's light (dusk, a different camera).
+enum class PseudoMix { CutMix, LabeledClassMix, RecoloredClassMix };
 
 // What an exported ONNX model outputs: class logits, class probabilities, or each pixel's class id.
 enum class ExportOutput { Logits, Probabilities, Labels };
@@ -144,7 +146,9 @@ struct ChoiceNames<AugmentPreset> {
 template <>
 struct ChoiceNames<PseudoMix> {
   static std::vector<std::pair<PseudoMix, std::string>> all() {
-    return {{PseudoMix::CutMix, "cutmix"}, {PseudoMix::LabeledClassMix, "labeled-classmix"}};
+    return {{PseudoMix::CutMix, "cutmix"},
+            {PseudoMix::LabeledClassMix, "labeled-classmix"},
+            {PseudoMix::RecoloredClassMix, "recolored-classmix"}};
   }
 };
 

@@ -41,6 +41,10 @@ struct PseudoLabelOptions {
   double min_scale = 1;
   double max_scale = 1;
   PseudoMix mix = PseudoMix::CutMix;  // what the strong view mixes in (choices.h)
+  // The strong views' batch statistics also move batch norm's running averages, so that inference
+  // normalises with statistics of the unlabelled images' scenes too (AdaBN-like adaptation to footage
+  // of where the model will run); false: only labelled images' statistics.
+  bool adapt_statistics = false;
   int64_t rampup_epochs = 3;        // epochs over which lambda rises (Gaussian ramp); 0 = none
   double ema_decay = 0.99;          // in [0, 1): teacher = decay * teacher + (1 - decay) * student, per step
 };

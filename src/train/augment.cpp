@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <stdexcept>
 
 namespace segnet {
 
@@ -50,15 +51,25 @@ torch::Tensor class_mix_mask(const torch::Tensor& labels) {
   return mask;
 }
 
+torch::Tensor match_color_statistics(const torch::Tensor& source, const torch::Tensor& target) {
+  const auto spread = [](const torch::Tensor& x) { return x.std({2, 3}, /*unbiased=*/false, /*keepdim=*/true); };
+  const auto mean = [](const torch::Tensor& x) { return x.mean({2, 3}, /*keepdim=*/true); };
+  // A flat channel has no spread to rescale: it only moves to the target's mean.
+  return (source - mean(source)) / spread(source).clamp_min(1e-6) * spread(target) + mean(target);
+}
+
 AugmentedBatch strong_view(const torch::Tensor& images, const torch::Tensor& labels, double min_scale, double max_scale,
-                           const Batch* labeled) {
+                           PseudoMix mix, const Batch* labeled) {
   auto [x, mixed_labels] = rescaled_view(images, labels, min_scale, max_scale);
   const int64_t n = x.size(0), h = x.size(2), w = x.size(3);
-  if (labeled) {
+  if (mix != PseudoMix::CutMix) {
+    if (!labeled) throw std::invalid_argument("strong_view: ClassMix needs the labelled images");
     const auto from = torch::arange(n, torch::kLong).remainder(labeled->images.size(0)).to(x.device());
     const auto source_labels = labeled->labels.index_select(0, from).to(mixed_labels.scalar_type());
+    auto source = labeled->images.index_select(0, from).to(x.scalar_type());
+    if (mix == PseudoMix::RecoloredClassMix) source = match_color_statistics(source, x);
     const auto mask = class_mix_mask(source_labels);
-    x = torch::where(mask.unsqueeze(1), labeled->images.index_select(0, from).to(x.scalar_type()), x);
+    x = torch::where(mask.unsqueeze(1), source, x);
     mixed_labels = torch::where(mask, source_labels, mixed_labels);
   }
   auto opts = x.options().dtype(torch::kFloat);
@@ -66,7 +77,7 @@ AugmentedBatch strong_view(const torch::Tensor& images, const torch::Tensor& lab
            (torch::rand({n, 3, 1, 1}, opts) - 0.5) * 0.4;
   const auto blurred = torch::avg_pool2d(y, 3, 1, 1, /*ceil_mode=*/false, /*count_include_pad=*/false);
   y = torch::where(torch::rand({n, 1, 1, 1}, opts) < 0.5, blurred, y);
-  if (labeled) return {y, mixed_labels};
+  if (mix != PseudoMix::CutMix) return {y, mixed_labels};
   const double box_h = h * std::sqrt(0.5), box_w = w * std::sqrt(0.5);
   const auto rows = torch::arange(h, opts).view({1, 1, h, 1}), cols = torch::arange(w, opts).view({1, 1, 1, w});
   const auto top = torch::rand({n, 1, 1, 1}, opts) * (h - box_h), left = torch::rand({n, 1, 1, 1}, opts) * (w - box_w);

@@ -1,5 +1,6 @@
 #pragma once
 // The strong view of FixMatch-style pseudo-labelling.
+#include <segnet/choices.h>
 #include <segnet/data.h>
 
 #include <torch/types.h>
@@ -21,12 +22,18 @@ AugmentedBatch rescaled_view(const torch::Tensor& images, const torch::Tensor& l
 // is not a class): DACS's ClassMix mask.
 torch::Tensor class_mix_mask(const torch::Tensor& labels);
 
+// Each image of `source` (N x 3 x H x W) shifted and scaled, per channel, to the mean and standard
+// deviation of the same image of `target` (Reinhard et al. 2001's colour transfer, done on the
+// normalised input).
+torch::Tensor match_color_statistics(const torch::Tensor& source, const torch::Tensor& target);
+
 // rescaled_view, then per-image contrast, brightness and colour shifts, a blur on half the images, then
 // CutMix (French et al. 2020): a box of half the image's area comes, with its labels, from the previous
-// image of the batch. With `labeled` (labelled images of the same size and their labels), ClassMix
-// instead: before the colour shifts, each image takes class_mix_mask's pixels, with their labels, from
-// labelled image k modulo their number. Labels still line up with their pixels.
+// image of the batch. The ClassMix mixes (choices.h) take `labeled` (labelled images of the same size
+// and their labels) instead: before the colour shifts, each image takes class_mix_mask's pixels, with
+// their labels, from labelled image k modulo their number (recoloured by match_color_statistics to
+// image k's colours for RecoloredClassMix). Labels still line up with their pixels.
 AugmentedBatch strong_view(const torch::Tensor& images, const torch::Tensor& labels, double min_scale = 1,
-                           double max_scale = 1, const Batch* labeled = nullptr);
+                           double max_scale = 1, PseudoMix mix = PseudoMix::CutMix, const Batch* labeled = nullptr);
 
 }  // namespace segnet

@@ -81,6 +81,7 @@ nlohmann::json options_to_json(const TrainOptions& o) {
           {"pseudo.min_scale", o.pseudo.min_scale},
           {"pseudo.max_scale", o.pseudo.max_scale},
           {"pseudo.mix", to_string(o.pseudo.mix)},
+          {"pseudo.adapt_statistics", o.pseudo.adapt_statistics},
           {"pseudo.rampup_epochs", o.pseudo.rampup_epochs},
           {"pseudo.ema_decay", o.pseudo.ema_decay},
           {"seed", o.seed},
@@ -146,6 +147,7 @@ TrainOptions options_from_json(const nlohmann::json& options, TrainOptions o) {
   read(options, "pseudo.min_scale", o.pseudo.min_scale);
   read(options, "pseudo.max_scale", o.pseudo.max_scale);
   if (options.contains("pseudo.mix")) o.pseudo.mix = choice_of<PseudoMix>(options, "pseudo.mix");
+  read(options, "pseudo.adapt_statistics", o.pseudo.adapt_statistics);
   read(options, "pseudo.rampup_epochs", o.pseudo.rampup_epochs);
   read(options, "pseudo.ema_decay", o.pseudo.ema_decay);
   read(options, "seed", o.seed);

@@ -10,6 +10,8 @@
 
 #include <torch/torch.h>
 
+#include <optional>
+
 namespace segnet {
 
 namespace {
@@ -50,15 +52,15 @@ torch::Tensor pseudo_label_loss(SegNet& student, PseudoLabelStep& p, const Batch
   }
   p.confident_fraction = (targets != kIgnoreLabel).to(torch::kFloat).mean().item<double>();
   if (p.confident_fraction == 0 || p.weight == 0) return torch::zeros({}, weak.options());  // nothing to learn
-  const AugmentedBatch strong =
-      strong_view(weak, targets, p.min_scale, p.max_scale, p.mix == PseudoMix::LabeledClassMix ? &labeled : nullptr);
+  const AugmentedBatch strong = strong_view(weak, targets, p.min_scale, p.max_scale, p.mix, &labeled);
   // Scaled by the confident share, as FixMatch averages over all unlabelled pixels: a handful of
   // confident pixels early in training must not carry the full weight lambda.
   const double share = (strong.labels != kIgnoreLabel).to(torch::kFloat).mean().item<double>();
   if (share == 0) return torch::zeros({}, weak.options());
   torch::Tensor logits;
   {
-    FrozenRunningStatistics frozen(student);
+    std::optional<FrozenRunningStatistics> frozen;
+    if (!p.adapt_statistics) frozen.emplace(student);
     AutocastGuard autocast(precision, device);
     logits = student->forward(strong.images.contiguous(channels_last));
   }
@@ -100,7 +102,7 @@ std::vector<PseudoLabelStep>& PseudoLabelTeacher::begin_step(double progress_epo
   micro_batches_.clear();
   for (const Batch& batch : unlabeled_.micro_batches)
     micro_batches_.push_back({teacher_, batch, weight, options_.threshold, options_.class_share, options_.min_scale,
-                              options_.max_scale, options_.mix});
+                              options_.max_scale, options_.mix, options_.adapt_statistics});
   return micro_batches_;
 }
 

@@ -199,7 +199,10 @@ void add_training_flags(CLI::App* cmd, TrainArgs& a) {
       ->expected(2);
   add_choice(cmd, "--pseudo-mix", t.pseudo.mix,
              "what the student's view of an unlabelled image mixes in: a box from another unlabelled image "
-             "(cutmix), or half the classes of a labelled image with their labels (labeled-classmix)");
+             "(cutmix), or half the classes of a labelled image with their labels (labeled-classmix), recoloured "
+             "to the unlabelled image's colours (recolored-classmix)");
+  cmd->add_flag("--pseudo-adapt-statistics", t.pseudo.adapt_statistics,
+               "the student's views of unlabelled images also move batch norm's running statistics");
   cmd->add_option("--pseudo-rampup", t.pseudo.rampup_epochs, "epochs over which lambda ramps up")->capture_default_str();
   cmd->add_option("--ema-decay", t.pseudo.ema_decay, "teacher's exponential moving average")->capture_default_str();
   cmd->add_option("--seed", t.seed)->capture_default_str();
