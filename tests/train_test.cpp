@@ -460,8 +460,10 @@ TEST(PseudoLabelStep, LeavesBatchNormRunningStatisticsToTheLabelledBatchUnlessAd
     const SegNetOptions options(Model::SegNetBasic, 3);
     SegNet plain(options), with_pseudo = copy_model(plain);
     const LoaderStep labelled{{{torch::randn({2, 3, 16, 16}), torch::randint(0, 3, {2, 16, 16}, torch::kLong)}}, 2};
-    std::vector<PseudoLabelStep> pseudo{{copy_model(plain), {torch::randn({2, 3, 16, 16}) * 3 + 2, {}}, 1.0, 0.0}};
-    pseudo[0].adapt_statistics = adapt;
+    PseudoLabelOptions every_pixel;
+    every_pixel.threshold = 0.0;
+    every_pixel.adapt_statistics = adapt;
+    std::vector<PseudoLabelStep> pseudo{{copy_model(plain), {torch::randn({2, 3, 16, 16}) * 3 + 2, {}}, 1.0, every_pixel}};
     pseudo[0].teacher->eval();
     const Objective objective{Task::Multiclass, Loss::CrossEntropy, torch::ones({3})};
     for (SegNet* model : {&plain, &with_pseudo}) {
@@ -516,7 +518,9 @@ TEST(PseudoLabelStep, PseudoLabelTermIgnoresTheClassWeights) {
     probe->train();
     const Batch& batch = labelled.micro_batches[0];
     const double labelled_loss = segmentation_loss(probe->forward(batch.images), batch.labels, objective).item<double>();
-    std::vector<PseudoLabelStep> pseudo{{copy_model(teacher), {unlabeled, {}}, 1.0, 1e-6}};
+    PseudoLabelOptions every_pixel;
+    every_pixel.threshold = 1e-6;
+    std::vector<PseudoLabelStep> pseudo{{copy_model(teacher), {unlabeled, {}}, 1.0, every_pixel}};
     pseudo[0].teacher->eval();
     torch::optim::SGD optimizer(model->parameters(), torch::optim::SGDOptions(0.01));
     DataParallel alone(model, nullptr, 1, {});

@@ -48,11 +48,11 @@ torch::Tensor pseudo_label_loss(SegNet& student, PseudoLabelStep& p, const Batch
     torch::NoGradGuard no_grad;
     AutocastGuard autocast(precision, device);
     const auto z = p.teacher->forward(weak.contiguous(channels_last)).to(torch::kFloat);
-    targets = confident_labels(class_probabilities(z, objective.task == Task::Binary), p.threshold, p.class_share);
+    targets = confident_labels(class_probabilities(z, objective.task == Task::Binary), p.options.threshold, p.options.class_share);
   }
   p.confident_fraction = (targets != kIgnoreLabel).to(torch::kFloat).mean().item<double>();
   if (p.confident_fraction == 0 || p.weight == 0) return torch::zeros({}, weak.options());  // nothing to learn
-  const AugmentedBatch strong = strong_view(weak, targets, p.min_scale, p.max_scale, p.mix, &labeled);
+  const AugmentedBatch strong = strong_view(weak, targets, p.options.min_scale, p.options.max_scale, p.options.mix, &labeled);
   // Scaled by the confident share, as FixMatch averages over all unlabelled pixels: a handful of
   // confident pixels early in training must not carry the full weight lambda.
   const double share = (strong.labels != kIgnoreLabel).to(torch::kFloat).mean().item<double>();
@@ -60,7 +60,7 @@ torch::Tensor pseudo_label_loss(SegNet& student, PseudoLabelStep& p, const Batch
   torch::Tensor logits;
   {
     std::optional<FrozenRunningStatistics> frozen;
-    if (!p.adapt_statistics) frozen.emplace(student);
+    if (!p.options.adapt_statistics) frozen.emplace(student);
     AutocastGuard autocast(precision, device);
     logits = student->forward(strong.images.contiguous(channels_last));
   }
@@ -101,8 +101,7 @@ std::vector<PseudoLabelStep>& PseudoLabelTeacher::begin_step(double progress_epo
   const double weight = options_.weight * rampup(progress_epochs, options_.rampup_epochs);
   micro_batches_.clear();
   for (const Batch& batch : unlabeled_.micro_batches)
-    micro_batches_.push_back({teacher_, batch, weight, options_.threshold, options_.class_share, options_.min_scale,
-                              options_.max_scale, options_.mix, options_.adapt_statistics});
+    micro_batches_.push_back({teacher_, batch, weight, options_});
   return micro_batches_;
 }
 

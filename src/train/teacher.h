@@ -15,19 +15,15 @@ namespace segnet {
 struct PseudoLabelStep {
   SegNet teacher;   // eval mode; updated as an EMA of the student after the step
   Batch unlabeled;  // weak view: resized, randomly flipped
-  double weight = 1.0;
-  double threshold = 0.9;
-  double class_share = 0;
-  double min_scale = 1, max_scale = 1;  // of the strong view
-  PseudoMix mix = PseudoMix::CutMix;
-  bool adapt_statistics = false;  // the strong view's batch statistics move the running averages
+  double weight = 1.0;           // lambda at this step: options.weight, ramped up
+  PseudoLabelOptions options;    // threshold, class share, the strong view, batch-norm statistics
   double confident_fraction = 0;  // set by the step
 };
 
 // The teacher labels the weak view; the student learns the confident labels from a strong view
 // (strong_view, rescaled and mixed as the step says; ClassMix takes from `labeled`, the step's labelled
 // micro-batch, already on `device`), in a forward pass of its own whose batch statistics stay out of batch norm's running
-// averages unless the step adapts them. Not class-weighted: the teacher learnt with the class weights, so its labels already favour
+// averages unless options.adapt_statistics. Not class-weighted: the teacher learnt with the class weights, so its labels already favour
 // rare classes (where they are least precise); weighting them again amplifies their noise.
 torch::Tensor pseudo_label_loss(SegNet& student, PseudoLabelStep& step, const Batch& labeled, const Objective& objective,
                                 Precision precision, torch::Device device);
