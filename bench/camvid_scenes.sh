@@ -19,6 +19,7 @@
 # (at the run's threshold and class share) scored against the true labels training never saw, per class.
 #
 # Usage: bench/camvid_scenes.sh [CAMVID_DIR] [OUT_DIR] [EPOCHS] [SIZE] [SEEDS] [HELDOUT]
+#   EPOCHS and SIZE default to 80 and 180x240, the protocol the README reports;
 #   SEEDS and HELDOUT are space-separated lists (defaults "1 2 3" and "0006R0 0001TP").
 #   Extra flags for the pseudo arms (what is being tried) come from $PSEUDO_FLAGS, for every arm
 #   from $TRAIN_FLAGS; runs that already finished (last.pt and eval JSON present) are kept.
@@ -28,8 +29,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 data=$(realpath "${1:-../shared/camvid}")
 out=$(realpath -m "${2:-runs/scenes}")
-epochs=${3:-150}
-size=${4:-120x160}
+epochs=${3:-80}
+size=${4:-180x240}
 seeds=${5:-1 2 3}
 heldout=${6:-0006R0 0001TP}
 threads=${THREADS:-$(nproc)}
