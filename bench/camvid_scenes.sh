@@ -25,6 +25,8 @@
 #   from $TRAIN_FLAGS; runs that already finished (last.pt and eval JSON present) are kept.
 #   $ARMS picks arms (default "supervised pseudo-A pseudo-B") and $THREADS the threads per run (default
 #   all cores), so that arms can run side by side in separate invocations on the same OUT_DIR.
+#   SUMMARY_ONLY=1 trains nothing: it summarises the finished runs of those seeds and arms as they are
+#   (n says how many each row has), e.g. while other runs are still going.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=$(realpath "${1:-../shared/camvid}")
@@ -61,9 +63,11 @@ make_splits() {  # $1 = held-out prefix, $2 = its folder
        "A $(wc -l < "$dir/unlabelled_A.txt") / B $(wc -l < "$dir/unlabelled_B.txt") / T $(wc -l < "$dir/unlabelled_T.txt"), in-scene $(wc -l < "$dir/in_scene.txt")"
 }
 
+finished() { [[ -f "$1/last.pt" && -f "$1/in_scene.json" ]]; }  # $1 = run folder
+
 run_arm() {  # $1 = folder of splits, $2 = arm, $3 = seed
   local dir=$1 arm=$2 seed=$3 run="$1/$2-s$3" extra=()
-  [[ -f "$run/last.pt" && -f "$run/in_scene.json" ]] && return 0
+  finished "$run" && return 0
   case $arm in
     pseudo-A) extra=(--unlabeled "$dir/unlabelled_A.txt" ${PSEUDO_FLAGS:-}) ;;
     pseudo-B) extra=(--unlabeled "$dir/unlabelled_B.txt" ${PSEUDO_FLAGS:-}) ;;
@@ -106,16 +110,20 @@ for h in $heldout; do
   dir="$out/$h"
   mkdir -p "$dir"
   make_splits "$h" "$dir"
-  for seed in $seeds; do
-    for arm in $arms; do run_arm "$dir" "$arm" "$seed"; done
-  done
+  if [[ -z ${SUMMARY_ONLY:-} ]]; then
+    for seed in $seeds; do
+      for arm in $arms; do run_arm "$dir" "$arm" "$seed"; done
+    done
+  fi
   for arm in $arms; do
     scored="" in_scene="" time=""
     for seed in $seeds; do
+      finished "$dir/$arm-s$seed" || continue
       scored+=" $(miou "$dir/$arm-s$seed/scored.json")"
       in_scene+=" $(miou "$dir/$arm-s$seed/in_scene.json")"
       time+=" $(minutes "$dir/$arm-s$seed")"
     done
+    [[ -n $scored ]] || continue
     echo "| $h | $arm | $(stats %.4f <<< "$scored") | $(stats %.4f <<< "$in_scene") | $(stats %.1f <<< "$time") |" >> "$out/summary.md"
   done
 done
