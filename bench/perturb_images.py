@@ -6,6 +6,7 @@ alone: the yardstick for the differences that a lower precision makes.
 
 Usage: bench/perturb_images.py SRC_DIR DST_DIR [SEED]  (the PNGs of SRC_DIR, written under the same names)
 """
+import os
 import pathlib
 import sys
 
@@ -15,16 +16,25 @@ from PIL import Image
 if len(sys.argv) not in (3, 4):
     sys.exit(__doc__)
 src, dst = map(pathlib.Path, sys.argv[1:3])
-seed = int(sys.argv[3]) if len(sys.argv) == 4 else 1
-names = sorted(src.glob("*.png"))
-if not names:
+try:
+    seed = int(sys.argv[3]) if len(sys.argv) == 4 else 1
+except ValueError:
+    sys.exit(f"SEED: {sys.argv[3]!r} is not an integer")
+paths = sorted(src.glob("*.png"))
+if not paths:
     sys.exit(f"{src}: no PNG images")
 if dst.resolve() == src.resolve():
     sys.exit(f"{dst}: must not be the source folder")
 dst.mkdir(parents=True, exist_ok=True)
 rng = np.random.default_rng(seed)
-for path in names:
-    image = np.asarray(Image.open(path).convert("RGB")).astype(np.int16)
+for path in paths:
+    try:
+        image = np.asarray(Image.open(path).convert("RGB")).astype(np.int16)
+    except OSError as e:
+        sys.exit(f"{path}: not a readable image ({e})")
     step = rng.choice(np.array([-1, 1], dtype=np.int16), size=image.shape)
-    Image.fromarray(np.clip(image + step, 0, 255).astype(np.uint8)).save(dst / path.name)
-print(f"wrote {len(names)} images to {dst} (seed {seed})")
+    # Written beside its final name, then renamed, so an interrupted run leaves no half-written PNG.
+    partial = dst / (path.stem + ".partial.png")
+    Image.fromarray(np.clip(image + step, 0, 255).astype(np.uint8)).save(partial)
+    os.replace(partial, dst / path.name)
+print(f"wrote {len(paths)} images to {dst} (seed {seed})")
