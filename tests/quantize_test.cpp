@@ -44,6 +44,13 @@ SegNet random_model(const SegNetOptions& options, int64_t height, int64_t width)
   return model;
 }
 
+// `n` random 8-bit images normalised with `norm`, as the Segmenter gives them to the network.
+torch::Tensor normalised_images(int64_t n, int64_t height, int64_t width, const Normalization& norm) {
+  const auto mean = torch::tensor({norm.mean[0], norm.mean[1], norm.mean[2]}).view({1, 3, 1, 1});
+  const auto std = torch::tensor({norm.std[0], norm.std[1], norm.std[2]}).view({1, 3, 1, 1});
+  return (torch::randint(0, 256, {n, 3, height, width}).to(torch::kFloat) / 255 - mean) / std;
+}
+
 std::string option_of(const std::function<void()>& f) {
   try {
     f();
@@ -125,10 +132,8 @@ TEST(Quantize, CalibrationRangesAreOnePerActivationAndOrdered) {
   const SegNet model = random_model(options, 24, 32);
   const auto x = torch::randn({1, 3, 24, 32});
   const auto ranges = calibrate(model, {x}, {100.0});
-  ASSERT_EQ(static_cast<int64_t>(ranges.size()), activation_count(options));
-  EXPECT_FLOAT_EQ(ranges[0].min, x.min().item<float>());  // the input comes first
-  EXPECT_FLOAT_EQ(ranges[0].max, x.max().item<float>());
-  for (size_t i = 1; i <= 4; ++i) EXPECT_GE(ranges[i].min, 0) << "encoder ReLU outputs";
+  ASSERT_EQ(static_cast<int64_t>(ranges.size()), activation_count(options));  // the image has none
+  for (size_t i = 0; i < 4; ++i) EXPECT_GE(ranges[i].min, 0) << "encoder ReLU outputs";
   const auto wider = calibrate(model, {x, x * 2}, {100.0});
   for (size_t i = 0; i < ranges.size(); ++i) EXPECT_GE(wider[i].max, ranges[i].max);
   const auto trimmed = calibrate(model, {x}, {99.0});
@@ -153,12 +158,13 @@ TEST_P(QuantizedNetwork, LogitsCloseToFp32) {
   const NetworkCase c = GetParam();
   const auto options = SegNetOptions(c.model, 5).upsampling(c.upsampling);
   const SegNet model = random_model(options, c.height, c.width);
+  const ModelInfo info = test::test_model_info(c.model, 5, {c.height, c.width});
   torch::manual_seed(4);
   std::vector<torch::Tensor> calibration;
-  for (int i = 0; i < 4; ++i) calibration.push_back(torch::randn({1, 3, c.height, c.width}));
-  QuantizedSegNet int8(model, calibrate(model, calibration));
-  const auto x = torch::randn({2, 3, c.height, c.width}) * 0.9;
-  Segmenter fp32(test::test_model_info(c.model, 5, {c.height, c.width}), model, torch::kCPU);
+  for (int i = 0; i < 4; ++i) calibration.push_back(normalised_images(1, c.height, c.width, info.norm));
+  QuantizedSegNet int8(model, calibrate(model, calibration), info.norm);
+  const auto x = normalised_images(2, c.height, c.width, info.norm);
+  Segmenter fp32(info, model, torch::kCPU);
   const auto expected = fp32.logits(x), got = int8.forward(x);
   ASSERT_EQ(got.sizes(), expected.sizes());
   const double relative = ((got - expected).norm() / expected.norm()).item<double>();
@@ -167,6 +173,19 @@ TEST_P(QuantizedNetwork, LogitsCloseToFp32) {
   RecordProperty("argmax_agreement", std::to_string(agreement));
   EXPECT_LT(relative, 0.05);  // seen: 0.002-0.028
   EXPECT_GT(agreement, 0.9);  // seen: 0.93-1
+}
+
+// The image is not rounded: values off the 8-bit grid by less than half a step give the same logits.
+TEST(Quantize, ImagesAreExactInUint8) {
+  const auto info = test::test_model_info(Model::SegNetBasic, 5, {24, 32});
+  const SegNet model = random_model(info.options(), 24, 32);
+  torch::manual_seed(7);
+  const auto x = normalised_images(1, 24, 32, info.norm);
+  QuantizedSegNet int8(model, calibrate(model, {x}), info.norm);
+  const auto std = torch::tensor({info.norm.std[0], info.norm.std[1], info.norm.std[2]}).view({1, 3, 1, 1});
+  const auto off_grid = x + (torch::rand_like(x) - 0.5) * 0.9 / 255 / std;
+  EXPECT_TRUE(torch::equal(int8.forward(x), int8.forward(off_grid)));
+  EXPECT_FALSE(torch::equal(int8.forward(x), int8.forward(x + 2.0 / 255 / std)));  // two grey levels brighter
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -219,7 +238,8 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST(Quantize, RangesThatDoNotFitTheModelAreAnError) {
   const SegNet model = random_model(SegNetOptions(Model::SegNetBasic, 3), 16, 16);
-  EXPECT_TRUE(contains(segnet::test::error_of([&] { QuantizedSegNet(model, std::vector<ActivationRange>{{0.f, 1.f}}); }), "calibrated ranges"));
+  EXPECT_TRUE(contains(segnet::test::error_of([&] { QuantizedSegNet(model, std::vector<ActivationRange>{{0.f, 1.f}}, {}); }),
+                       "calibrated ranges"));
 }
 
 TEST(Quantize, Int8RefusesWhatItCannotDo) {
@@ -288,6 +308,14 @@ TEST(Quantize, CheckpointsKeepRangesAndOldOnesStillLoad) {
     EXPECT_EQ(loaded[i].min, info.activation_ranges[i].min);
     EXPECT_EQ(loaded[i].max, info.activation_ranges[i].max);
   }
+
+  // Calibrated before the image was exact in uint8: the input's range first, now not needed.
+  rewrite_meta(dir.path / "ck.pt", [](nlohmann::json& j) {
+    j["activation_ranges"].insert(j["activation_ranges"].begin(), nlohmann::json::array({-2, 3}));
+  });
+  const auto old = load_checkpoint(dir.path / "ck.pt").info.activation_ranges;
+  ASSERT_EQ(old.size(), info.activation_ranges.size());
+  EXPECT_EQ(old[0].max, info.activation_ranges[0].max);
 
   rewrite_meta(dir.path / "ck.pt", [](nlohmann::json& j) { j.erase("activation_ranges"); });  // before int8
   EXPECT_TRUE(load_checkpoint(dir.path / "ck.pt").info.activation_ranges.empty());
@@ -378,6 +406,27 @@ TEST_F(CalibratedModel, CalibrateCommandWritesALoadableCopy) {
   };
   EXPECT_TRUE(same_weights(root_ / "run" / "last_int8.pt"));
   EXPECT_FALSE(same_weights(out));
+}
+
+TEST_F(CalibratedModel, BenchTimesATrainedCheckpointOnAnImage) {
+  const fs::path ck = root_ / "run" / "last.pt", calibrated = root_ / "bench_int8.pt";
+  const auto image = find_samples(root_ / "data", "val.txt").front().image;
+  ASSERT_EQ(segnet_cli("calibrate --checkpoint " + quote(ck) + " --data " + quote(root_ / "data") + " --images 2 --out " +
+                           quote(calibrated), root_).status, 0);
+  const auto json = root_ / "bench.json";
+  const auto r = segnet_cli("bench --precision int8 --threads 1 --size 48x64 --iters 1 --warmup 0 --checkpoint " +
+                                quote(calibrated) + " --image " + quote(image) + " --json " + quote(json),
+                            root_);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "segnet-basic infer int8")) << r.out;  // the checkpoint's model, not --model's default
+  const auto j = nlohmann::json::parse(segnet::test::slurp(json));
+  EXPECT_EQ(j["checkpoint"], calibrated.string());
+  EXPECT_EQ(j["image"], image.string());
+  // A checkpoint without ranges for int8, and a checkpoint or image for training, are refused.
+  const auto bench = [&](const std::string& args) { return segnet_cli("bench --iters 1 " + args, root_); };
+  EXPECT_TRUE(FailsWithOneLineNaming(bench("--precision int8 --checkpoint " + quote(ck)), "last.pt"));
+  EXPECT_TRUE(FailsWithOneLineNaming(bench("--mode train --checkpoint " + quote(ck)), "--checkpoint"));
+  EXPECT_TRUE(FailsWithOneLineNaming(bench("--image " + quote(root_ / "missing.png")), "missing.png"));
 }
 
 TEST_F(CalibratedModel, CalibrateCommandRefusesBadInput) {

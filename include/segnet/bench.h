@@ -21,6 +21,11 @@ struct BenchOptions {
   int64_t num_classes = 11;
   torch::Device device = torch::kCPU;
   bool profile = false;  // time one more iteration per stage and per operator
+  // Inference only: time this checkpoint's network (its model, decoder, classes and normalisation; for
+  // int8, its calibrated ranges) instead of random weights of `model`.
+  std::filesystem::path checkpoint;
+  // Inference only: this image, resized to `size` and normalised, as every input instead of random values.
+  std::filesystem::path image;
 };
 
 struct ProfileRow {
@@ -30,6 +35,7 @@ struct ProfileRow {
 };
 
 struct BenchResult {
+  Model model = Model::SegNet;  // the network timed: the options' or the checkpoint's
   double images_per_s = 0;
   double ms_per_image = 0;
   double gflops = 0;  // 2 FLOP per multiply-add; a training step counts 3 forward passes

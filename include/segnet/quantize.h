@@ -5,9 +5,10 @@
 // on the uint8 values themselves (they only move values, so they keep the scale); the classifier, and
 // a transposed-convolution decoder's upsampling, run in fp32: the classifier's logits decide every pixel.
 //
-// The quantized activations, in the order calibration records their ranges: the network's input, then
-// each convolution's output (after its ReLU) and, for transposed-convolution decoders only, each decoder
-// stage's upsampled input, as the network computes them.
+// The image needs no calibration: its 8-bit pixels are exact in uint8, so the first convolution takes
+// them unnormalised (the normalisation folded into its weights). The other quantized activations, in the
+// order calibration records their ranges: each convolution's output (after its ReLU) and, for
+// transposed-convolution decoders only, each decoder stage's upsampled input, as the network computes them.
 #include <segnet/checkpoint.h>
 #include <segnet/model.h>
 
@@ -58,11 +59,13 @@ torch::Tensor quantize_weight(const torch::Tensor& weight);
 // A network's int8 forward pass, on the CPU. Holds its own copy of the model.
 class QuantizedSegNet {
  public:
-  // An Error when `ranges` does not hold one range per quantized activation of `model`.
-  QuantizedSegNet(const SegNet& model, const std::vector<ActivationRange>& ranges);
+  // An Error when `ranges` does not hold one range per quantized activation of `model`. `norm`: how the
+  // inputs were normalised.
+  QuantizedSegNet(const SegNet& model, const std::vector<ActivationRange>& ranges, const Normalization& norm);
   ~QuantizedSegNet();
   QuantizedSegNet(QuantizedSegNet&&) noexcept;
-  // Normalised N x 3 x H x W fp32 input -> fp32 logits.
+  // N x 3 x H x W fp32 images normalised with `norm` -> fp32 logits. The pixels are rounded to the
+  // nearest of the 256 8-bit values (which images resized from 8-bit ones already are) and clipped to them.
   torch::Tensor forward(const torch::Tensor& input);
 
  private:

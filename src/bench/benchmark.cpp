@@ -1,4 +1,5 @@
 #include <segnet/bench.h>
+#include <segnet/data.h>
 #include <segnet/error.h>
 #include <segnet/runtime.h>
 #include <segnet/quantize.h>
@@ -81,16 +82,26 @@ BenchResult run_benchmark(const BenchOptions& o) {
   if (o.warmup < 0) throw OptionError("warmup", "must be at least 0");
   check_device(o.device);
   if (o.train && o.precision == Precision::Int8) throw OptionError("precision", "int8 is for inference only");
+  if (o.train && !o.checkpoint.empty()) throw OptionError("checkpoint", "is for timing inference");
+  if (o.train && !o.image.empty()) throw OptionError("image", "is for timing inference");
   torch::manual_seed(0);
   ModelInfo info;
-  info.model = o.model;
-  info.classes = default_classes(o.num_classes);
+  SegNet model{nullptr};
+  std::unique_ptr<Segmenter> segmenter;
+  if (o.checkpoint.empty()) {
+    info.model = o.model;
+    info.classes = default_classes(o.num_classes);
+    model = SegNet(info.options());
+  } else {
+    segmenter = std::make_unique<Segmenter>(Segmenter::from_checkpoint(o.checkpoint, o.device, {o.precision}));
+    info = segmenter->info();
+  }
   info.size = o.size;
-  SegNet model(info.options());
-  const auto images = torch::randn({o.batch, 3, o.size.height, o.size.width});
+  const auto images =
+      o.image.empty() ? torch::randn({o.batch, 3, o.size.height, o.size.width})
+                      : image_to_tensor(resize_image(read_image(o.image), o.size), info.norm).expand({o.batch, 3, -1, -1});
   std::function<void()> step;
   std::unique_ptr<torch::optim::SGD> optimizer;
-  std::unique_ptr<Segmenter> segmenter;
   const LoaderStep batch{{{images, torch::randint(0, o.num_classes, {o.batch, o.size.height, o.size.width}, torch::kLong)}},
                          o.batch};
   std::unique_ptr<DataParallel> alone;
@@ -104,9 +115,11 @@ BenchResult run_benchmark(const BenchOptions& o) {
     const Objective objective{Task::Multiclass, Loss::CrossEntropy, weights};
     step = [&, objective] { train_step(model, *optimizer, batch, objective, o.precision, o.device, *alone, 0); };
   } else {
-    // int8 needs activation ranges; the random input's serve for timing.
-    if (o.precision == Precision::Int8) info.activation_ranges = calibrate(model, {images});
-    segmenter = std::make_unique<Segmenter>(info, model, o.device, SegmenterOptions{o.precision});
+    if (!segmenter) {
+      // int8 needs activation ranges; the input's serve for timing.
+      if (o.precision == Precision::Int8) info.activation_ranges = calibrate(model, {images});
+      segmenter = std::make_unique<Segmenter>(info, model, o.device, SegmenterOptions{o.precision});
+    }
     step = [&] { segmenter->logits(images).sum().item<float>(); };  // item() waits for the device
   }
   for (int64_t i = 0; i < o.warmup; ++i) step();
@@ -115,6 +128,7 @@ BenchResult run_benchmark(const BenchOptions& o) {
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   BenchResult r;
+  r.model = info.model;
   r.macs_per_image = multiply_adds(info.options(), o.size.height, o.size.width);
   const double images_done = double(o.iters * o.batch);
   r.images_per_s = images_done / seconds;
@@ -127,7 +141,9 @@ BenchResult run_benchmark(const BenchOptions& o) {
 
 nlohmann::json to_json(const BenchOptions& o, const BenchResult& r) {
   nlohmann::json j = {{"implementation", "segnet"},
-                      {"model", to_string(o.model)},
+                      {"model", to_string(r.model)},
+                      {"checkpoint", o.checkpoint.string()},
+                      {"image", o.image.string()},
                       {"size", to_string(o.size)},
                       {"batch", o.batch},
                       {"mode", o.train ? "train" : "infer"},

@@ -70,7 +70,7 @@ Segmenter::Segmenter(ModelInfo info, const SegNet& model, torch::Device device, 
     if (options_.mc_samples > 1) throw OptionError("mc_samples", "int8 inference does not sample dropout");
     if (info_.activation_ranges.empty())
       throw OptionError("precision", "int8 needs activation ranges calibrated on images; this model has none");
-    quantized_ = std::make_shared<QuantizedSegNet>(model, info_.activation_ranges);
+    quantized_ = std::make_shared<QuantizedSegNet>(model, info_.activation_ranges, info_.norm);
     return;  // no float copy: it would only hold memory
   }
   model_ = copy_model(model);

@@ -182,8 +182,10 @@ CheckpointReader::CheckpointReader(std::filesystem::path file) : file_(std::move
   } catch (const OptionError& e) {
     throw Error(file_, std::string("describes no buildable model: ") + e.what());
   }
-  const auto& ranges = info_.activation_ranges;
+  auto& ranges = info_.activation_ranges;
   const int64_t needed = activation_count(info_.options());
+  // Calibrated before the image was quantized on its own 8-bit grid: the input's range came first.
+  if (static_cast<int64_t>(ranges.size()) == needed + 1) ranges.erase(ranges.begin());
   if (!ranges.empty() && static_cast<int64_t>(ranges.size()) != needed)
     throw Error(file_, "holds " + std::to_string(ranges.size()) + " int8 activation ranges; its model has " +
                            std::to_string(needed));

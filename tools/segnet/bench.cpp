@@ -33,7 +33,7 @@ void run_bench(BenchArgs& a) {
   b.train = a.mode == "train";
   const BenchResult r = run_benchmark(b);
   std::printf("%s %s %s batch %lld at %s, %d threads: %.3f images/s, %.1f ms/image, %.1f GFLOP/s, peak RSS %.0f MB\n",
-              to_string(b.model).c_str(), a.mode.c_str(), to_string(b.precision).c_str(), static_cast<long long>(b.batch),
+              to_string(r.model).c_str(), a.mode.c_str(), to_string(b.precision).c_str(), static_cast<long long>(b.batch),
               a.size.c_str(), torch::get_num_threads(), r.images_per_s, r.ms_per_image, r.gflops, r.peak_rss_mb);
   if (b.profile) {
     print_table("stage (inclusive)", r.stages, 64);
@@ -57,6 +57,8 @@ Command add_bench(CLI::App& app) {
   cmd->add_option("--classes", b.num_classes)->capture_default_str();
   cmd->add_option("--json", a->json, "write the results here");
   cmd->add_flag("--profile", b.profile, "time each stage and operator");
+  cmd->add_option("--checkpoint", b.checkpoint, "infer: time this trained network (and its int8 ranges), not random weights");
+  cmd->add_option("--image", b.image, "infer: use this image (resized to --size) as the input, not random values");
   a->compute.add_to(cmd);
   return {cmd, [a] { run_bench(*a); }};
 }
