@@ -46,9 +46,8 @@ SegNet random_model(const SegNetOptions& options, int64_t height, int64_t width)
 
 // `n` random 8-bit images normalised with `norm`, as the Segmenter gives them to the network.
 torch::Tensor normalised_images(int64_t n, int64_t height, int64_t width, const Normalization& norm) {
-  const auto mean = torch::tensor({norm.mean[0], norm.mean[1], norm.mean[2]}).view({1, 3, 1, 1});
-  const auto std = torch::tensor({norm.std[0], norm.std[1], norm.std[2]}).view({1, 3, 1, 1});
-  return (torch::randint(0, 256, {n, 3, height, width}).to(torch::kFloat) / 255 - mean) / std;
+  return (torch::randint(0, 256, {n, 3, height, width}).to(torch::kFloat) / 255 - channel_tensor(norm.mean)) /
+         channel_tensor(norm.std);
 }
 
 std::string option_of(const std::function<void()>& f) {
@@ -182,7 +181,7 @@ TEST(Quantize, ImagesAreExactInUint8) {
   torch::manual_seed(7);
   const auto x = normalised_images(1, 24, 32, info.norm);
   QuantizedSegNet int8(model, calibrate(model, {x}), info.norm);
-  const auto std = torch::tensor({info.norm.std[0], info.norm.std[1], info.norm.std[2]}).view({1, 3, 1, 1});
+  const auto std = channel_tensor(info.norm.std);
   const auto off_grid = x + (torch::rand_like(x) - 0.5) * 0.9 / 255 / std;
   EXPECT_TRUE(torch::equal(int8.forward(x), int8.forward(off_grid)));
   EXPECT_FALSE(torch::equal(int8.forward(x), int8.forward(x + 2.0 / 255 / std)));  // two grey levels brighter

@@ -138,6 +138,9 @@ struct Normalization {
 };
 // HxW RGB uint8 -> 3xHxW float, normalised.
 torch::Tensor image_to_tensor(const cv::Mat& rgb, const Normalization& norm);
+// Per-channel values (a Normalization's mean or std) as a 3x1x1 tensor, which broadcasts over the
+// channels of 3xHxW and Nx3xHxW images.
+torch::Tensor channel_tensor(const std::array<float, 3>& values);
 // Class ids between images and tensors: a CV_8UC1 image as an HxW uint8 tensor that shares its pixels,
 // and an HxW integer tensor (values 0..255) as a new CV_8UC1 image.
 torch::Tensor label_tensor(const cv::Mat& ids);

@@ -343,9 +343,11 @@ cv::Mat label_image(const torch::Tensor& ids) {
 torch::Tensor image_to_tensor(const cv::Mat& rgb, const Normalization& norm) {
   const cv::Mat m = rgb.isContinuous() ? rgb : rgb.clone();
   auto t = torch::from_blob(m.data, {m.rows, m.cols, 3}, torch::kUInt8).permute({2, 0, 1}).to(torch::kFloat);
-  const auto mean = torch::tensor({norm.mean[0], norm.mean[1], norm.mean[2]}).view({3, 1, 1});
-  const auto std = torch::tensor({norm.std[0], norm.std[1], norm.std[2]}).view({3, 1, 1});
-  return t.div_(255.f).sub_(mean).div_(std).contiguous();
+  return t.div_(255.f).sub_(channel_tensor(norm.mean)).div_(channel_tensor(norm.std)).contiguous();
+}
+
+torch::Tensor channel_tensor(const std::array<float, 3>& values) {
+  return torch::tensor({values[0], values[1], values[2]}).view({3, 1, 1});
 }
 
 namespace {

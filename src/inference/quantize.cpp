@@ -1,3 +1,4 @@
+#include <segnet/data.h>
 #include <segnet/error.h>
 #include <segnet/quantize.h>
 
@@ -304,7 +305,7 @@ struct QuantizedSegNet::Impl {
   };
   SegNet net{nullptr};  // fp32: the classifier, transposed-convolution upsampling
   Stages stages;
-  // The normalisation, 1 x 3 x 1 x 1 each, and the first convolution's padding, which forward() applies.
+  // The normalisation (channel_tensor), and the first convolution's padding, which forward() applies.
   torch::Tensor mean, std;
   int64_t image_padding = 0;
   std::vector<std::vector<Conv>> encoder, decoder;
@@ -331,8 +332,8 @@ QuantizedSegNet::QuantizedSegNet(const SegNet& model, const std::vector<Activati
   Impl& m = *impl_;
   m.net = inference_copy(model);
   m.stages = stages_of(*m.net);
-  m.mean = torch::tensor({norm.mean[0], norm.mean[1], norm.mean[2]}).view({1, 3, 1, 1});
-  m.std = torch::tensor({norm.std[0], norm.std[1], norm.std[2]}).view({1, 3, 1, 1});
+  m.mean = channel_tensor(norm.mean);
+  m.std = channel_tensor(norm.std);
   size_t point = 0;
   auto convs = [&](torch::nn::Sequential& seq) {
     std::vector<Impl::Conv> out;
