@@ -82,6 +82,23 @@ torch::Tensor empty_like_quantized(const torch::Tensor& q, int64_t height, int64
                                      at::MemoryFormat::ChannelsLast);
 }
 
+// One 2x2 window's maxima over `channels` and the position of each, 0..3 (the first of equal values);
+// taps[k] holds position k's values, null where the window is short. Apart from max_pool's parallel
+// loop, with `restrict`, so that it vectorises there too.
+void pool_window(const uint8_t* const* taps, int64_t channels, uint8_t* __restrict out, uint8_t* __restrict place) {
+  std::memcpy(out, taps[0], channels);
+  std::memset(place, 0, channels);
+  for (uint8_t k = 1; k < 4; ++k) {
+    const uint8_t* __restrict t = taps[k];
+    if (!t) continue;
+    for (int64_t c = 0; c < channels; ++c) {  // branch-free, so that it vectorises
+      const bool greater = t[c] > out[c];
+      out[c] = greater ? t[c] : out[c];
+      place[c] = greater ? k : place[c];
+    }
+  }
+}
+
 // MaxPoolWithIndices on uint8 values (channels-last, same scale, so the same maxima). Each maximum's
 // place is kept as its position in its 2x2 window, 0..3 row by row, in one byte rather than the fp32
 // path's 8-byte flat index: unpooling reads it back, and the decoder's memory traffic is what is saved.
@@ -105,19 +122,7 @@ std::pair<torch::Tensor, torch::Tensor> max_pool(const torch::Tensor& input) {
         const bool right = x + 1 < W;
         const uint8_t* taps[4] = {top + x * C, right ? top + (x + 1) * C : nullptr, bottom ? bottom + x * C : nullptr,
                                   bottom && right ? bottom + (x + 1) * C : nullptr};
-        uint8_t* o = out + (row * w + col) * C;
-        uint8_t* a = place + (row * w + col) * C;
-        std::memcpy(o, taps[0], C);
-        std::memset(a, 0, C);
-        for (uint8_t k = 1; k < 4; ++k) {
-          const uint8_t* t = taps[k];
-          if (!t) continue;
-          for (int64_t c = 0; c < C; ++c) {  // branch-free, so that it vectorises
-            const bool greater = t[c] > o[c];
-            o[c] = greater ? t[c] : o[c];
-            a[c] = greater ? k : a[c];
-          }
-        }
+        pool_window(taps, C, out + (row * w + col) * C, place + (row * w + col) * C);
       }
     }
   });
