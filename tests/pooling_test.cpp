@@ -102,3 +102,18 @@ TEST(MaxUnpool, ChannelsLastAndBf16AgreeWithPlainLayoutIncludingGradients) {
   EXPECT_TRUE(torch::allclose(bf, plain, 1e-2, 1e-2));
   EXPECT_TRUE(torch::allclose(bf_grad, plain_grad, 1e-2, 1.0));
 }
+
+// The library's own kernels (unpooling, int8 pooling) split their loops with ATen's parallel_for, a
+// header template whose `#pragma omp parallel` does nothing unless the code is compiled with OpenMP.
+// The tests compile with the library's flags (they share its precompiled header), so a loop here runs
+// as the library's do: on every thread it is given.
+TEST(ParallelLoops, RunOnEveryThread) {
+  const int threads = at::get_num_threads();
+  at::set_num_threads(2);
+  std::vector<int> ran(2, -1);
+  at::parallel_for(0, 2, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) ran[i] = at::get_thread_num();
+  });
+  at::set_num_threads(threads);
+  EXPECT_NE(ran[0], ran[1]) << "both halves of the loop ran on thread " << ran[0];
+}
