@@ -2,7 +2,7 @@
 # Installs, from Debian 12's packages, whatever segnet needs that is missing.
 set -euo pipefail
 packages=(cmake g++ ninja-build pkg-config libtorch-dev libopencv-dev libopenblas0-pthread
-          libcli11-dev nlohmann-json3-dev libgtest-dev libtcmalloc-minimal4 libonnx-dev
+          libdnnl-dev libcli11-dev nlohmann-json3-dev libgtest-dev libtcmalloc-minimal4 libonnx-dev
           libpng-dev libgloo-dev python3-torch python3-torchvision libplplot-dev plplot-driver-cairo)
 missing=()
 for p in "${packages[@]}"; do

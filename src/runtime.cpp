@@ -2,6 +2,7 @@
 #include <segnet/runtime.h>
 
 #include <ATen/autocast_mode.h>
+#include <oneapi/dnnl/dnnl.hpp>
 #include <opencv2/core.hpp>
 #include <torch/cuda.h>
 #include <torch/utils.h>
@@ -26,6 +27,13 @@ void check_device(torch::Device device) {
     throw OptionError("device", "'" + device.str() + "' does not exist (" + std::to_string(torch::cuda::device_count()) +
                                     " CUDA devices)");
   if (!device.is_cpu() && !device.is_cuda()) throw OptionError("device", "'" + device.str() + "' is not supported");
+}
+
+bool has_fast_bf16(torch::Device device) {
+  if (device.is_cuda()) return true;
+  const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  const auto avx512 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core);
+  return (isa & avx512) == avx512;  // each ISA's value holds the bits of those it extends
 }
 
 AutocastGuard::AutocastGuard(Precision precision, torch::Device device)

@@ -122,8 +122,12 @@ TEST_P(ExportVariants, OnnxRuntimeComputesSegnetsLogitsAtOddSizes) {
   ASSERT_EQ(std::system(command.c_str()), 0) << command;
   std::ifstream in(dir.path / "result.json");
   const auto result = nlohmann::json::parse(in);
+  // Nearly all logits agree to float rounding (median differences below 1e-6). A few may not, on some
+  // processors: seen on Zen 3, the Bayesian segnet-basic had 32 of its 5490 logits over 1e-4 (the
+  // largest 0.046) with a 99th percentile of 1.5e-6, as when a pooling window's two largest values are
+  // closer than the engines' rounding and each keeps another position. Hence the 99th percentile.
   const double scale = std::max(1.0, expected.abs().max().item<double>());
-  EXPECT_LT(result["max_abs_diff"].get<double>(), 1e-4 * scale) << result.dump();
+  EXPECT_LT(result["p99_abs_diff"].get<double>(), 1e-4 * scale) << result.dump();
   EXPECT_GE(result["label_agreement"].get<double>(), 0.999) << result.dump();
 }
 

@@ -7,6 +7,8 @@
 #include <segnet/segmenter.h>
 #include <segnet/train.h>
 
+#include "inference/int8_convolution.h"
+
 #include "expect_error.h"
 #include "model_info.h"
 #include "python.h"
@@ -107,6 +109,34 @@ TEST(Quantize, WeightsAgreeWithPyTorch) {
   int64_t i = 0;
   for (int v; in >> v; ++i) ASSERT_EQ(ours[i].item<int>(), v) << "weight " << i;
   EXPECT_EQ(i, ours.numel());
+}
+
+// Against LibTorch's fp64 convolution of the same integers, rounded once: inputs and weights over
+// their whole ranges, where summing pairs of products in 16 bits would saturate (on processors without
+// VNNI, LibTorch's own int8 convolutions were off by up to 24 steps); zero points, padding, dilation.
+TEST(Quantize, Int8ConvolutionIsTheExactConvolutionRoundedOnce) {
+  torch::manual_seed(6);
+  for (const int64_t channels : {3, 64}) {
+    for (const bool relu : {true, false}) {
+      const auto weight = torch::randn({16, channels, 3, 3});
+      const auto bias = torch::randn({16}) * 0.5;
+      const QuantParams input{0.02, relu ? 0 : 37}, output{relu ? 0.05 : 0.1, relu ? 0 : 131};
+      const int64_t dilation = relu ? 1 : 2;
+      Int8Convolution conv(weight, bias, {input, output, relu, dilation, dilation});
+      const auto codes = torch::randint(0, 256, {2, channels, 11, 13}, torch::kUInt8);
+      const auto x = at::_make_per_tensor_quantized_tensor(codes, input.scale, input.zero_point);
+      const auto got = conv.forward(x).int_repr().to(torch::kInt);
+
+      const auto w = quantize_weight(weight, Int8Convolution::weight_levels()).dequantize().to(torch::kDouble);
+      auto exact = torch::conv2d(x.dequantize().to(torch::kDouble), w, bias.to(torch::kDouble), 1, dilation, dilation);
+      if (relu) exact = exact.relu();
+      const auto expected = (exact / output.scale).round().add(output.zero_point).clamp(0, 255).to(torch::kInt);
+      ASSERT_EQ(got.sizes(), expected.sizes());
+      const auto off = (got - expected).abs();
+      EXPECT_LE(off.max().item<int>(), 1) << channels << " channels, relu " << relu;  // float rounding at a half step
+      EXPECT_GT(off.eq(0).to(torch::kFloat).mean().item<double>(), 0.99) << channels << " channels, relu " << relu;
+    }
+  }
 }
 
 TEST(Quantize, ActivationParamsHoldZeroAndTheRange) {

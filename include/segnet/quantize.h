@@ -1,7 +1,8 @@
 #pragma once
-// int8 inference by post-training static quantization. The convolutions (batch norm folded in) run as
-// LibTorch's quantized ops on oneDNN, with symmetric int8 weights scaled per output channel and uint8
-// activations scaled per tensor from ranges calibrated on images. Max pooling and index unpooling run
+// int8 inference by post-training static quantization. The convolutions (batch norm folded in) run on
+// oneDNN, with symmetric int8 weights scaled per output channel (127 levels on processors with VNNI, 63
+// elsewhere, so that their 16-bit partial sums cannot saturate) and uint8 activations scaled per tensor
+// from ranges calibrated on images. Max pooling and index unpooling run
 // on the uint8 values themselves (they only move values, so they keep the scale); the classifier, and
 // a transposed-convolution decoder's upsampling, run in fp32: the classifier's logits decide every pixel.
 //
@@ -53,8 +54,9 @@ struct QuantParams {
 };
 QuantParams quant_params(const ActivationRange& range);
 
-// Per-output-channel symmetric int8 weights: each channel's largest magnitude maps to 127.
-torch::Tensor quantize_weight(const torch::Tensor& weight);
+// Per-output-channel symmetric int8 weights: each channel's largest magnitude maps to `levels`
+// (1..127; an OptionError names "levels" otherwise).
+torch::Tensor quantize_weight(const torch::Tensor& weight, int64_t levels = 127);
 
 // A network's int8 forward pass, on the CPU. Holds its own copy of the model.
 class QuantizedSegNet {

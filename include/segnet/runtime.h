@@ -13,6 +13,11 @@ void set_threads(int n);
 // An OptionError ("device") unless this LibTorch can run on `device` (the CPU, or an available CUDA device).
 void check_device(torch::Device device);
 
+// Whether bf16 convolutions run at speed on `device`: on CUDA devices, and on processors with AVX-512
+// (oneDNN's bf16 kernels; natively with AVX-512 BF16). Elsewhere LibTorch falls back to a generic
+// kernel, many times slower than fp32 (see the README's Speed section).
+bool has_fast_bf16(torch::Device device);
+
 // While alive, convolutions run in bf16 on `device` (autocast); a no-op for fp32. Clears autocast's
 // cache of converted weights on exit, so the next step sees the optimizer's updates.
 class AutocastGuard {

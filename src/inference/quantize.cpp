@@ -2,8 +2,9 @@
 #include <segnet/error.h>
 #include <segnet/quantize.h>
 
+#include "inference/int8_convolution.h"
+
 #include <ATen/Parallel.h>
-#include <ATen/native/quantized/PackedParams.h>
 #include <ATen/record_function.h>
 #include <torch/torch.h>
 
@@ -14,8 +15,6 @@
 namespace segnet {
 
 namespace {
-
-using PackedConv = c10::intrusive_ptr<ConvPackedParamsBase<2>>;
 
 struct Stages {
   std::vector<EncoderStageImpl*> encoder;
@@ -52,18 +51,6 @@ SegNet inference_copy(const SegNet& model) {
 
 // The stage names SegNetImpl::forward records, so that profiles of both paths read alike.
 std::string stage_name(const char* kind, size_t stage) { return kind + std::to_string(stage + 1); }
-
-// oneDNN's int8 convolutions are the fastest LibTorch 1.13 offers on x86 (QNNPACK targets ARM); other
-// builds of LibTorch may lack it.
-void select_quantized_engine() {
-  const auto engines = at::globalContext().supportedQEngines();
-  for (auto engine : {at::QEngine::ONEDNN, at::QEngine::FBGEMM, at::QEngine::QNNPACK})
-    if (std::find(engines.begin(), engines.end(), engine) != engines.end()) {
-      at::globalContext().setQEngine(engine);
-      return;
-    }
-  throw Error("int8 inference: this LibTorch has no quantized engine");
-}
 
 // One image's range of `x`: its extremes, or its (100 - p)th and p-th percentiles.
 ActivationRange range_of(const torch::Tensor& x, double percentile) {
@@ -222,10 +209,11 @@ QuantParams quant_params(const ActivationRange& range) {
   return {scale, std::clamp<int64_t>(std::llround(-lo / scale), 0, 255)};
 }
 
-torch::Tensor quantize_weight(const torch::Tensor& weight) {
+torch::Tensor quantize_weight(const torch::Tensor& weight, int64_t levels) {
+  if (levels < 1 || levels > 127) throw OptionError("levels", "must be 1..127, got " + std::to_string(levels));
   const auto w = weight.to(torch::kFloat).contiguous();
   // An all-zero channel still needs a positive step.
-  const auto scales = w.abs().amax({1, 2, 3}).div(127).clamp_min(1e-12).to(torch::kDouble);
+  const auto scales = w.abs().amax({1, 2, 3}).div(levels).clamp_min(1e-12).to(torch::kDouble);
   return torch::quantize_per_channel(w, scales, torch::zeros({w.size(0)}, torch::kLong), 0, torch::kQInt8);
 }
 
@@ -303,17 +291,12 @@ std::vector<ActivationRange> calibrate(const SegNet& model, const std::vector<to
 }
 
 struct QuantizedSegNet::Impl {
-  struct Conv {
-    PackedConv packed;
-    bool relu;
-    QuantParams out;
-  };
   SegNet net{nullptr};  // fp32: the classifier, transposed-convolution upsampling
   Stages stages;
   // The normalisation (channel_tensor), and the first convolution's padding, which forward() applies.
   torch::Tensor mean, std;
   int64_t image_padding = 0;
-  std::vector<std::vector<Conv>> encoder, decoder;
+  std::vector<std::vector<Int8Convolution>> encoder, decoder;
   std::vector<QuantParams> upsampled;  // per decoder stage, transposed-convolution decoders only
 };
 
@@ -327,12 +310,6 @@ QuantizedSegNet::QuantizedSegNet(const SegNet& model, const std::vector<Activati
   if (static_cast<int64_t>(ranges.size()) != expected)
     throw Error("int8 inference: the model has " + std::to_string(expected) + " quantized activations but " +
                 std::to_string(ranges.size()) + " calibrated ranges");
-  select_quantized_engine();
-  static const auto prepack =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("quantized::conv2d_prepack", "")
-          .typed<PackedConv(at::Tensor, c10::optional<at::Tensor>, torch::List<int64_t>, torch::List<int64_t>,
-                            torch::List<int64_t>, int64_t)>();
   torch::NoGradGuard no_grad;
   Impl& m = *impl_;
   m.net = inference_copy(model);
@@ -340,8 +317,9 @@ QuantizedSegNet::QuantizedSegNet(const SegNet& model, const std::vector<Activati
   m.mean = channel_tensor(norm.mean);
   m.std = channel_tensor(norm.std);
   size_t point = 0;
+  QuantParams input = kImage;  // each convolution's input: the previous one's output (pooling and unpooling keep it)
   auto convs = [&](torch::nn::Sequential& seq) {
-    std::vector<Impl::Conv> out;
+    std::vector<Int8Convolution> out;
     for (auto* block : blocks_of(seq)) {
       const auto& conv = *block->conv;
       const int64_t dilation = conv.options.dilation()->at(0);
@@ -357,15 +335,16 @@ QuantizedSegNet::QuantizedSegNet(const SegNet& model, const std::vector<Activati
         m.image_padding = padding;
         padding = 0;
       }
-      out.push_back({prepack.call(quantize_weight(weight), bias, {1, 1}, {padding, padding}, {dilation, dilation}, 1),
-                     block->relu, quant_params(ranges[point++])});
+      const QuantParams output = quant_params(ranges[point++]);
+      out.emplace_back(weight, bias, Int8ConvolutionOptions{input, output, block->relu, padding, dilation});
+      input = output;
     }
     return out;
   };
   const bool transposed = model->options().upsampling() == Upsampling::Transposed;
   for (auto* stage : m.stages.encoder) m.encoder.push_back(convs(stage->convs));
   for (auto* stage : m.stages.decoder) {
-    if (transposed) m.upsampled.push_back(quant_params(ranges[point++]));
+    if (transposed) m.upsampled.push_back(input = quant_params(ranges[point++]));
     m.decoder.push_back(convs(stage->convs));
   }
 }
@@ -376,10 +355,10 @@ QuantizedSegNet::QuantizedSegNet(QuantizedSegNet&&) noexcept = default;
 torch::Tensor QuantizedSegNet::forward(const torch::Tensor& input) {
   torch::NoGradGuard no_grad;
   Impl& m = *impl_;
-  auto run = [](std::vector<Impl::Conv>& convs, torch::Tensor q) {
+  auto run = [](std::vector<Int8Convolution>& convs, torch::Tensor q) {
     for (auto& c : convs) {
-      RECORD_FUNCTION(c.relu ? "quantized::conv2d_relu" : "quantized::conv2d", std::vector<c10::IValue>());
-      q = c.relu ? c.packed->apply_relu(q, c.out.scale, c.out.zero_point) : c.packed->apply(q, c.out.scale, c.out.zero_point);
+      RECORD_FUNCTION("segnet::int8_convolution", std::vector<c10::IValue>());
+      q = c.forward(q);
     }
     return q;
   };

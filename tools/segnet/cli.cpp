@@ -5,6 +5,8 @@
 
 #include <c10/util/Exception.h>
 
+#include <cstdio>
+
 namespace segnet::cli {
 
 void Compute::add_to(CLI::App* cmd) {
@@ -15,11 +17,17 @@ void Compute::add_to(CLI::App* cmd) {
 
 torch::Device Compute::setup() const {
   set_threads(threads);
+  torch::Device d(torch::kCPU);
   try {
-    return torch::Device(device);
+    d = torch::Device(device);
   } catch (const c10::Error&) {
     throw Error("--device: '" + device + "' is not a device (expected cpu or cuda[:K])");
   }
+  if (precision == Precision::BFloat16 && !has_fast_bf16(d))
+    std::fprintf(stderr,
+                 "segnet: warning: --precision bf16 on a processor without AVX-512 runs on a generic kernel, many "
+                 "times slower than fp32; fp32, or int8 to segment, is faster here\n");
+  return d;
 }
 
 void add_inference_options(CLI::App* cmd, SegmenterOptions& o) {
