@@ -24,6 +24,7 @@
 #include <fstream>
 #include <functional>
 #include <sstream>
+#include <thread>
 
 using namespace segnet;
 namespace fs = std::filesystem;
@@ -137,6 +138,26 @@ TEST(Quantize, Int8ConvolutionIsTheExactConvolutionRoundedOnce) {
       EXPECT_GT(off.eq(0).to(torch::kFloat).mean().item<double>(), 0.99) << channels << " channels, relu " << relu;
     }
   }
+}
+
+// Each call brings its own scratch memory: threads sharing one convolution get what each would alone.
+TEST(Quantize, Int8ConvolutionRunsOnSeveralThreadsAtOnce) {
+  torch::manual_seed(7);
+  const QuantParams input{0.02, 0}, output{0.05, 0};
+  Int8Convolution conv(torch::randn({32, 32, 3, 3}), torch::randn({32}), {input, output, true, 1, 1});
+  std::vector<torch::Tensor> inputs, alone, together(4);
+  for (int i = 0; i < 4; ++i) {
+    inputs.push_back(at::_make_per_tensor_quantized_tensor(torch::randint(0, 256, {1, 32, 40, 56}, torch::kUInt8),
+                                                           input.scale, input.zero_point));
+    alone.push_back(conv.forward(inputs.back()).int_repr());
+  }
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i)
+    threads.emplace_back([&, i] {
+      for (int repeat = 0; repeat < 5; ++repeat) together[i] = conv.forward(inputs[i]).int_repr();
+    });
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < 4; ++i) EXPECT_TRUE(torch::equal(together[i], alone[i])) << "thread " << i;
 }
 
 TEST(Quantize, ActivationParamsHoldZeroAndTheRange) {

@@ -41,7 +41,7 @@ struct Int8Convolution::Impl {
   std::vector<int32_t> input_zero;
   struct Prepared {
     dnnl::convolution_forward conv;
-    dnnl::memory::desc src, bias, dst;
+    dnnl::memory::desc src, bias, dst, scratchpad;
     dnnl::memory weight;  // in the layout the convolution chose
   };
   std::mutex mutex;
@@ -91,6 +91,8 @@ const Int8Convolution::Impl::Prepared& Int8Convolution::Impl::prepare(int64_t n,
   const dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
                                              src, wei, bia, dst, {1, 1}, {d - 1, d - 1}, {p, p}, {p, p});
   dnnl::primitive_attr attr;
+  // The caller's scratch memory, one per call, so that several threads may run the same convolution.
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   attr.set_output_scales(1 << 1, scales);  // one per output channel (dimension 1)
   if (!input_zero.empty()) attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
   if (options.output.zero_point != 0)
@@ -101,7 +103,7 @@ const Int8Convolution::Impl::Prepared& Int8Convolution::Impl::prepare(int64_t n,
     attr.set_post_ops(ops);
   }
   const dnnl::convolution_forward::primitive_desc pd(desc, attr, cpu_engine());
-  Prepared made{dnnl::convolution_forward(pd), src, bia, dst, dnnl::memory(pd.weights_desc(), cpu_engine())};
+  Prepared made{dnnl::convolution_forward(pd), src, bia, dst, pd.scratchpad_desc(), dnnl::memory(pd.weights_desc(), cpu_engine())};
   dnnl::memory plain({{out_channels, in_channels, kernel, kernel}, dt::s8, tag::oihw}, cpu_engine(), weight.data_ptr());
   dnnl::stream stream(cpu_engine());
   dnnl::reorder(plain, made.weight).execute(stream, plain, made.weight);
@@ -125,6 +127,11 @@ torch::Tensor Int8Convolution::forward(const torch::Tensor& input) {
       {DNNL_ARG_WEIGHTS, prepared.weight},
       {DNNL_ARG_BIAS, dnnl::memory(prepared.bias, engine, m.bias.data())},
       {DNNL_ARG_DST, dnnl::memory(prepared.dst, engine, out.data_ptr())}};
+  torch::Tensor scratch;
+  if (const size_t bytes = prepared.scratchpad.get_size(); bytes > 0) {
+    scratch = torch::empty({static_cast<int64_t>(bytes)}, torch::kUInt8);
+    args.emplace(DNNL_ARG_SCRATCHPAD, dnnl::memory(prepared.scratchpad, engine, scratch.data_ptr()));
+  }
   if (!m.input_zero.empty())
     args.emplace(DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC,
                  dnnl::memory({{1}, dnnl::memory::data_type::s32, dnnl::memory::format_tag::x}, engine, m.input_zero.data()));

@@ -27,7 +27,8 @@ class Int8Convolution {
   Int8Convolution(Int8Convolution&&) noexcept;
 
   // quint8 N x in x H x W with the options' input step and zero point -> quint8 channels-last output
-  // with the output's. Its values are the exact integer convolution's, rounded once.
+  // with the output's. Its values are the exact integer convolution's, rounded once. Several threads
+  // may call it at once.
   torch::Tensor forward(const torch::Tensor& input);
 
   // The largest weight magnitude the convolutions use: 127 where the processor sums uint8 x int8
