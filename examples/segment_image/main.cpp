@@ -20,7 +20,8 @@ int main(int argc, char** argv) {
     segnet::set_threads(0);
 
     // The model and everything it needs (classes, input size, normalisation) come from the checkpoint.
-    // SegmenterOptions{} is fp32; set .precision = segnet::Precision::BFloat16 for bf16 on CPUs that have it.
+    // SegmenterOptions{} is fp32; set .precision = segnet::Precision::BFloat16 for bf16 where
+    // segnet::has_fast_bf16(torch::kCPU) says the CPU runs it fast.
     segnet::Segmenter segmenter = segnet::Segmenter::from_checkpoint(checkpoint, torch::kCPU, segnet::SegmenterOptions{});
 
     // An image of any size, as 8-bit RGB. segment() returns one class id per pixel (CV_8UC1), at the image's size.

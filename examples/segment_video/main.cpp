@@ -3,7 +3,8 @@
 // Usage: segment_video CHECKPOINT INPUT OUT_VIDEO [--bf16]
 //   INPUT      a video file, an image sequence such as frames/%03d.png, or a camera index such as 0
 //   OUT_VIDEO  .avi (Motion JPEG) or .mp4 (MPEG-4 part 2)
-//   --bf16     bf16 inference: faster on CPUs with AVX512-BF16 or AMX, slightly different results
+//   --bf16     bf16 inference: faster on CPUs with AVX512-BF16 or AMX, slightly different results;
+//              on CPUs without AVX-512 many times slower (it says so)
 // Ctrl-C stops early; the video written so far is kept.
 #include <segnet/segnet.h>
 
@@ -42,6 +43,8 @@ int main(int argc, char** argv) {
     segnet::set_threads(0);  // all cores; first, before anything else runs LibTorch
     segnet::SegmenterOptions options;
     if (argc == 5) options.precision = segnet::Precision::BFloat16;
+    if (argc == 5 && !segnet::has_fast_bf16(torch::kCPU))
+      std::cerr << "warning: this CPU has no AVX-512: bf16 runs on a generic kernel, many times slower than fp32\n";
     segnet::Segmenter segmenter = segnet::Segmenter::from_checkpoint(checkpoint, torch::kCPU, options);
 
     // OpenCV opens files, image sequences and cameras alike; an all-digit INPUT is a camera index.
