@@ -29,11 +29,19 @@ void check_device(torch::Device device) {
   if (!device.is_cpu() && !device.is_cuda()) throw OptionError("device", "'" + device.str() + "' is not supported");
 }
 
-bool has_fast_bf16(torch::Device device) {
-  if (device.is_cuda()) return true;
+namespace {
+bool cpu_has_avx512() {
   const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
   const auto avx512 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core);
   return (isa & avx512) == avx512;  // each ISA's value holds the bits of those it extends
+}
+}  // namespace
+
+bool has_fast_bf16(torch::Device device) { return device.is_cuda() || cpu_has_avx512(); }
+
+at::MemoryFormat fastest_memory_format(torch::Device device, Precision precision) {
+  if (device.is_cpu() && precision == Precision::Float32 && !cpu_has_avx512()) return at::MemoryFormat::Contiguous;
+  return at::MemoryFormat::ChannelsLast;
 }
 
 AutocastGuard::AutocastGuard(Precision precision, torch::Device device)

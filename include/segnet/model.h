@@ -172,7 +172,8 @@ SegNet copy_model(const SegNet& source);
 // Convolution multiply-adds of one forward pass on one H x W image.
 int64_t multiply_adds(const SegNetOptions& options, int64_t height, int64_t width);
 
-// Stores 4-D parameters channels-last (NHWC), the layout oneDNN's convolutions are fastest in.
-void to_channels_last(torch::nn::Module& module);
+// Stores 4-D parameters in `format`: channels-last (NHWC) or contiguous (NCHW). Convolutions run in
+// the layout of their weights and input; fastest_memory_format() (segnet/runtime.h) says which is faster.
+void to_memory_format(torch::nn::Module& module, at::MemoryFormat format);
 
 }  // namespace segnet

@@ -18,6 +18,11 @@ void check_device(torch::Device device);
 // kernel, many times slower than fp32 (see the README's Speed section).
 bool has_fast_bf16(torch::Device device);
 
+// The layout convolutions run fastest in on `device` at `precision`: channels-last, except fp32 on
+// processors without AVX-512, where oneDNN's kernels for the plain layout (NCHW) were faster (Zen 3,
+// segnet: 1.2-1.3 times in inference, 1.3-1.6 in training; the README's Speed section).
+at::MemoryFormat fastest_memory_format(torch::Device device, Precision precision);
+
 // While alive, convolutions run in bf16 on `device` (autocast); a no-op for fp32. Clears autocast's
 // cache of converted weights on exit, so the next step sees the optimizer's updates.
 class AutocastGuard {

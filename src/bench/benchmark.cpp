@@ -108,7 +108,7 @@ BenchResult run_benchmark(const BenchOptions& o) {
   const auto weights = torch::ones({o.num_classes}).to(o.device);
   if (o.train) {
     model->to(o.device);
-    to_channels_last(*model);
+    to_memory_format(*model, fastest_memory_format(o.device, o.precision));
     model->train();
     optimizer = std::make_unique<torch::optim::SGD>(model->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
     alone = std::make_unique<DataParallel>(model, nullptr, 1, DistributedOptions{});
@@ -148,7 +148,7 @@ nlohmann::json to_json(const BenchOptions& o, const BenchResult& r) {
                       {"batch", o.batch},
                       {"mode", o.train ? "train" : "infer"},
                       {"precision", to_string(o.precision)},
-                      {"channels_last", true},
+                      {"channels_last", fastest_memory_format(o.device, o.precision) == at::MemoryFormat::ChannelsLast},
                       {"threads", torch::get_num_threads()},
                       {"iters", o.iters},
                       {"warmup", o.warmup},

@@ -45,7 +45,7 @@ SegNet inference_copy(const SegNet& model) {
   copy->eval();
   copy->fold_batch_norm();
   copy->to(torch::kCPU, torch::kFloat);
-  to_channels_last(*copy);
+  to_memory_format(*copy, at::MemoryFormat::ChannelsLast);
   return copy;
 }
 

@@ -1,5 +1,6 @@
 #include <segnet/error.h>
 #include <segnet/quantize.h>
+#include <segnet/runtime.h>
 #include <segnet/segmenter.h>
 
 #include "common/format_number.h"
@@ -78,7 +79,7 @@ Segmenter::Segmenter(ModelInfo info, const SegNet& model, torch::Device device, 
   model_->set_mc_dropout(options_.mc_samples > 1);
   model_->fold_batch_norm();
   model_->to(device_, dtype_);
-  to_channels_last(*model_);
+  to_memory_format(*model_, fastest_memory_format(device_, options_.precision));
 }
 
 Segmenter Segmenter::from_checkpoint(const std::filesystem::path& file, torch::Device device,
@@ -92,7 +93,7 @@ Segmenter Segmenter::from_checkpoint(const std::filesystem::path& file, torch::D
 torch::Tensor Segmenter::logits(const torch::Tensor& input) {
   torch::NoGradGuard no_grad;
   if (quantized_) return quantized_->forward(input);
-  const auto x = input.to(device_, dtype_).contiguous(at::MemoryFormat::ChannelsLast);
+  const auto x = input.to(device_, dtype_).contiguous(fastest_memory_format(device_, options_.precision));
   return model_->forward(x).to(torch::kFloat);
 }
 

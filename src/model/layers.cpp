@@ -148,9 +148,9 @@ int64_t parameter_count(torch::nn::Module& module) {
   return n;
 }
 
-void to_channels_last(torch::nn::Module& module) {
+void to_memory_format(torch::nn::Module& module, at::MemoryFormat format) {
   for (auto& p : module.parameters())
-    if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
+    if (p.dim() == 4) p.set_data(p.contiguous(format));
 }
 
 }  // namespace segnet

@@ -18,7 +18,7 @@ DataParallel::StepTotals train_step(SegNet& model, torch::optim::Optimizer& opti
     torch::Tensor logits;
     {
       AutocastGuard autocast(precision, device);
-      logits = model->forward(batch.images.contiguous(at::MemoryFormat::ChannelsLast));
+      logits = model->forward(batch.images.contiguous(fastest_memory_format(device, precision)));
     }
     auto loss = segmentation_loss(logits.to(torch::kFloat), batch.labels, objective);
     double confident = 0;

@@ -41,13 +41,13 @@ class FrozenRunningStatistics {
 
 torch::Tensor pseudo_label_loss(SegNet& student, PseudoLabelStep& p, const Batch& labeled, const Objective& objective,
                                 Precision precision, torch::Device device) {
-  const auto channels_last = at::MemoryFormat::ChannelsLast;
+  const auto format = fastest_memory_format(device, precision);
   const auto weak = p.unlabeled.images.to(device);
   torch::Tensor targets;
   {
     torch::NoGradGuard no_grad;
     AutocastGuard autocast(precision, device);
-    const auto z = p.teacher->forward(weak.contiguous(channels_last)).to(torch::kFloat);
+    const auto z = p.teacher->forward(weak.contiguous(format)).to(torch::kFloat);
     targets = confident_labels(class_probabilities(z, objective.task == Task::Binary), p.options.threshold, p.options.class_share);
   }
   p.confident_fraction = (targets != kIgnoreLabel).to(torch::kFloat).mean().item<double>();
@@ -62,7 +62,7 @@ torch::Tensor pseudo_label_loss(SegNet& student, PseudoLabelStep& p, const Batch
     std::optional<FrozenRunningStatistics> frozen;
     if (!p.options.adapt_statistics) frozen.emplace(student);
     AutocastGuard autocast(precision, device);
-    logits = student->forward(strong.images.contiguous(channels_last));
+    logits = student->forward(strong.images.contiguous(format));
   }
   Objective unweighted = objective;
   unweighted.class_weights = torch::ones_like(objective.class_weights);
@@ -77,13 +77,13 @@ void ema_update(SegNet& teacher, SegNet& student, double decay) {
 }
 
 PseudoLabelTeacher::PseudoLabelTeacher(const PseudoLabelOptions& options, BatchLoader unlabeled, SegNet teacher,
-                                       torch::Device device)
+                                       torch::Device device, Precision precision)
     : options_(options), loader_(std::move(unlabeled)), teacher_(std::move(teacher)) {
   if (loader_.steps_per_epoch() == 0)
     throw OptionError("pseudo.unlabeled", "has " + std::to_string(loader_.samples().size()) +
                                               " images, fewer than the micro-batches of a step (accumulate x processes)");
   teacher_->to(device);
-  to_channels_last(*teacher_);
+  to_memory_format(*teacher_, fastest_memory_format(device, precision));
   teacher_->eval();
 }
 

@@ -35,7 +35,8 @@ void ema_update(SegNet& teacher, SegNet& student, double decay);
 // labelled one's slots, so that every micro-batch has an unlabelled micro-batch of its own.
 class PseudoLabelTeacher {
  public:
-  PseudoLabelTeacher(const PseudoLabelOptions& options, BatchLoader unlabeled, SegNet teacher, torch::Device device);
+  PseudoLabelTeacher(const PseudoLabelOptions& options, BatchLoader unlabeled, SegNet teacher, torch::Device device,
+                     Precision precision);
   // Unlabelled steps cycle through their own shuffles, seeded by the epoch's seed and the cycle.
   void begin_epoch(uint64_t epoch_seed);
   // The unlabelled halves of this process's micro-batches of the next step, with lambda at

@@ -325,7 +325,7 @@ std::vector<EpochRecord> train(const TrainOptions& o, const TrainCallbacks& call
   state.optimizer = o.optimizer;
   const LabelSpec spec = info.label_spec();
   model->to(o.device);
-  to_channels_last(*model);
+  to_memory_format(*model, fastest_memory_format(o.device, o.precision));
   DataParallel parallel(model, group.get(), o.accumulate, o.distributed);
   BatchLoader::Options loading;
   loading.size = o.size;
@@ -341,7 +341,7 @@ std::vector<EpochRecord> train(const TrainOptions& o, const TrainCallbacks& call
     if (last) last->load_teacher(teacher_model);
     BatchLoader::Options weak_view = loading;  // the teacher's view: flips only
     weak_view.augment = augment_preset(o.augment.flip ? AugmentPreset::Flip : AugmentPreset::None);
-    teacher.emplace(o.pseudo, BatchLoader(unlabeled, spec, info.norm, weak_view), teacher_model, o.device);
+    teacher.emplace(o.pseudo, BatchLoader(unlabeled, spec, info.norm, weak_view), teacher_model, o.device, o.precision);
   }
   loading.augment = o.augment;
   auto optimizer = make_optimizer(o, model);
