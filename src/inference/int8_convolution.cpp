@@ -2,7 +2,6 @@
 
 #include <segnet/error.h>
 
-#include <ATen/record_function.h>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <torch/torch.h>
 
