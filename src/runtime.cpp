@@ -1,8 +1,9 @@
 #include <segnet/error.h>
 #include <segnet/runtime.h>
 
+#include "common/cpu_isa.h"
+
 #include <ATen/autocast_mode.h>
-#include <oneapi/dnnl/dnnl.hpp>
 #include <opencv2/core.hpp>
 #include <torch/cuda.h>
 #include <torch/utils.h>
@@ -30,10 +31,10 @@ void check_device(torch::Device device) {
 }
 
 namespace {
+// Asked once: the training step and the Segmenter ask for the layout on every call.
 bool cpu_has_avx512() {
-  const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
-  const auto avx512 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core);
-  return (isa & avx512) == avx512;  // each ISA's value holds the bits of those it extends
+  static const bool has = cpu_has(dnnl::cpu_isa::avx512_core);
+  return has;
 }
 }  // namespace
 

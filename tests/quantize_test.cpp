@@ -77,6 +77,8 @@ TEST(Quantize, PerChannelWeightsRoundTripWithinHalfAStep) {
   torch::manual_seed(1);
   // Channels of very different magnitudes: one scale for all would flatten the small ones to zero.
   const auto w = torch::randn({6, 5, 3, 3}) * torch::tensor({0.001f, 0.01f, 0.1f, 1.f, 10.f, 0.f}).view({-1, 1, 1, 1});
+  EXPECT_EQ(option_of([&] { quantize_weight(w, 0); }), "levels");
+  EXPECT_EQ(option_of([&] { quantize_weight(w, 128); }), "levels");
   const auto q = quantize_weight(w);
   ASSERT_EQ(q.qscheme(), at::kPerChannelAffine);
   EXPECT_EQ(q.q_per_channel_axis(), 0);

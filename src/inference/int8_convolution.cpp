@@ -1,5 +1,7 @@
 #include "inference/int8_convolution.h"
 
+#include "common/cpu_isa.h"
+
 #include <segnet/error.h>
 
 #include <oneapi/dnnl/dnnl.hpp>
@@ -17,14 +19,6 @@ namespace {
 dnnl::engine& cpu_engine() {
   static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
   return engine;
-}
-
-// AVX-512 VNNI sums uint8 x int8 products in 32 bits. (oneDNN 2.6 also knows AVX-VNNI, but whether its
-// int8 kernels use it on such processors is not checked here, so they get the safe weights.)
-bool has_vnni() {
-  const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
-  const auto vnni = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_vnni);
-  return (isa & vnni) == vnni;  // each ISA's value holds the bits of those it extends
 }
 
 const uint8_t* bytes_of(const torch::Tensor& q) { return reinterpret_cast<const uint8_t*>(q.data_ptr<c10::quint8>()); }
@@ -50,7 +44,9 @@ struct Int8Convolution::Impl {
 };
 
 int64_t Int8Convolution::weight_levels() {
-  static const int64_t levels = has_vnni() ? 127 : 63;
+  // AVX-512 VNNI sums uint8 x int8 products in 32 bits. (oneDNN 2.6 also knows AVX-VNNI, but whether its
+  // int8 kernels use it on such processors is not checked here, so they get the safe weights.)
+  static const int64_t levels = cpu_has(dnnl::cpu_isa::avx512_core_vnni) ? 127 : 63;
   return levels;
 }
 
