@@ -50,9 +50,11 @@ struct PseudoLabelOptions {
 };
 
 // Data-parallel training over several processes, on one machine or many, through PyTorch's distributed
-// engine (c10d): Gloo on CPUs, NCCL for CUDA models where this LibTorch has it. Every process runs
+// engine (c10d) over Gloo (CUDA tensors too, through host memory; NCCL is not wired in). Every process runs
 // train() with the same options; together they compute what one process computes with
-// `accumulate` = world_size x its own (same weights, same batch-norm statistics).
+// `accumulate` = world_size x its own (same weights, same batch-norm statistics). Joining the group
+// sets SIGPIPE to ignored when the program left it at its default, so that a process that died makes
+// the others throw rather than be killed by the signal.
 struct DistributedOptions {
   int64_t world_size = 1;  // processes; 1 = this process alone (nothing below is used)
   int64_t rank = 0;        // this process, 0 .. world_size - 1; rank 0 alone writes the run folder

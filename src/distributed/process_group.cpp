@@ -7,6 +7,7 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 
 namespace segnet {
@@ -31,9 +32,18 @@ std::shared_ptr<::gloo::transport::Device> gloo_device(const DistributedOptions&
   return c10d::ProcessGroupGloo::createDefaultDevice();
 }
 
+// Gloo writes to its sockets with writev, which raises SIGPIPE when the peer has gone; at its default
+// that signal ends this process silently. Ignored, the write fails with EPIPE and Gloo throws, which
+// becomes the Error saying the others were lost. A handler the program installed itself is kept.
+void ignore_broken_pipes() {
+  struct sigaction current {};
+  if (::sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) std::signal(SIGPIPE, SIG_IGN);
+}
+
 }  // namespace
 
 ProcessGroup::ProcessGroup(const DistributedOptions& o) : options_(o) {
+  ignore_broken_pipes();
   const std::string me = "process " + std::to_string(o.rank) + " of " + std::to_string(o.world_size);
   const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(o.timeout_seconds * 1000));
   try {
