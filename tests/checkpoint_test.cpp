@@ -16,6 +16,7 @@
 
 using namespace segnet;
 namespace fs = std::filesystem;
+using segnet::test::slurp;
 using segnet::test::TempDir;
 
 namespace {
@@ -91,8 +92,7 @@ TEST(Checkpoint, EveryCopyWithFlippedBytesIsRejectedNamingTheFile) {
   const auto info = make_info(Model::SegNetBasic, 3);
   SegNet model(info.options());
   save_checkpoint(dir.path / "m.pt", info, model, nullptr, {});
-  std::ifstream in(dir.path / "m.pt", std::ios::binary);
-  const std::string original((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string original = slurp(dir.path / "m.pt");
   std::mt19937_64 rng(5);
   for (int copy = 0; copy < 60; ++copy) {
     std::string damaged = original;

@@ -3,6 +3,7 @@
 #include <segnet/convert.h>
 #include <segnet/data.h>
 #include <segnet/error.h>
+#include <segnet/files.h>
 #include <segnet/train.h>
 
 #include "palette_png.h"
@@ -15,7 +16,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
-#include <iterator>
 #include <map>
 #include <sys/wait.h>
 
@@ -24,24 +24,11 @@ namespace fs = std::filesystem;
 using segnet::test::contains;
 using segnet::test::error_of;
 using segnet::test::TempDir;
+using segnet::test::slurp;
+using segnet::test::write_image;
 using segnet::test::write_palette_png;
 
 namespace {
-
-void put_text(const fs::path& file, const std::string& text) {
-  fs::create_directories(file.parent_path());
-  std::ofstream(file, std::ios::binary) << text;
-}
-
-std::string slurp(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void put_png(const fs::path& file, const cv::Mat& image) {
-  fs::create_directories(file.parent_path());
-  ASSERT_TRUE(cv::imwrite(file.string(), image)) << file;
-}
 
 // The files of `dir`, recursively, relative to it.
 std::vector<std::string> files_in(const fs::path& dir) {
@@ -85,11 +72,11 @@ void write_camvid(const fs::path& dir) {
     std::string list;
     int k = 0;
     for (const auto& name : names) {
-      put_png(dir / split / (name + ".png"), cv::Mat(6, 8, CV_8UC3, cv::Scalar(10 * k, 20, 30)));
-      put_png(dir / (split + "annot") / (name + ".png"), cv::Mat(6, 8, CV_8UC1, cv::Scalar(k++ % 12)));
+      write_image(dir / split / (name + ".png"), cv::Mat(6, 8, CV_8UC3, cv::Scalar(10 * k, 20, 30)));
+      write_image(dir / (split + "annot") / (name + ".png"), cv::Mat(6, 8, CV_8UC1, cv::Scalar(k++ % 12)));
       list += split + "/" + name + ".png " + split + "annot/" + name + ".png\n";
     }
-    put_text(dir / (split + ".txt"), list);
+    write_text(dir / (split + ".txt"), list);
   }
 }
 
@@ -102,7 +89,7 @@ void write_tutorial_copy(const fs::path& camvid, const fs::path& tutorial) {
     std::string list;
     for (std::string image, label; in >> image >> label;)
       list += "/SegNet/CamVid/" + image + " /SegNet/CamVid/" + label + "\n";
-    put_text(tutorial / (std::string(split) + ".txt"), list);
+    write_text(tutorial / (std::string(split) + ".txt"), list);
   }
 }
 
@@ -170,7 +157,7 @@ TEST(Convert, CamVidListLineOutsideACamVidFolderIsAnErrorNamingTheLine) {
   write_camvid(tmp.path / "camvid");
   fs::create_directories(tmp.path / "tutorial");
   write_tutorial_copy(tmp.path / "camvid", tmp.path / "tutorial");
-  put_text(tmp.path / "tutorial" / "train.txt", "/data/x.png /data/y.png\n");
+  write_text(tmp.path / "tutorial" / "train.txt", "/data/x.png /data/y.png\n");
 
   const std::string message = error_of([&] { convert(DatasetFormat::CamVidSegNetTutorial, tmp.path / "tutorial", tmp.path / "out"); });
 
@@ -184,7 +171,7 @@ TEST(Convert, ExistingListOrClassesInTheOutputIsRefusedNamingItAndLeftAlone) {
   write_tutorial_copy(tmp.path / "camvid", tmp.path / "tutorial");
   for (const char* existing : {"val.txt", "classes.csv"}) {
     const fs::path out = tmp.path / (std::string("out_") + existing);
-    put_text(out / existing, "mine\n");
+    write_text(out / existing, "mine\n");
 
     const std::string message = error_of([&] { convert(DatasetFormat::CamVidSegNetTutorial, tmp.path / "tutorial", out); });
 
@@ -221,10 +208,10 @@ void write_cityscapes(const fs::path& dir) {
       {"test", "berlin", "berlin_000000_000019"}};
   int shift = 0;
   for (const auto& [split, city, stem] : samples) {
-    put_png(dir / "leftImg8bit" / split / city / (stem + "_leftImg8bit.png"), cv::Mat(3, 34, CV_8UC3, cv::Scalar(1, 2, 3)));
+    write_image(dir / "leftImg8bit" / split / city / (stem + "_leftImg8bit.png"), cv::Mat(3, 34, CV_8UC3, cv::Scalar(1, 2, 3)));
     const fs::path labels = dir / "gtFine" / split / city;
-    put_png(labels / (stem + "_gtFine_labelIds.png"), split == "test" ? cv::Mat(3, 34, CV_8UC1, cv::Scalar(0)) : every_label_id(shift++));
-    put_png(labels / (stem + "_gtFine_color.png"), cv::Mat(3, 34, CV_8UC3, cv::Scalar(0, 0, 0)));
+    write_image(labels / (stem + "_gtFine_labelIds.png"), split == "test" ? cv::Mat(3, 34, CV_8UC1, cv::Scalar(0)) : every_label_id(shift++));
+    write_image(labels / (stem + "_gtFine_color.png"), cv::Mat(3, 34, CV_8UC3, cv::Scalar(0, 0, 0)));
   }
 }
 
@@ -295,7 +282,7 @@ TEST(Convert, CityscapesUnknownLabelIdIsAnErrorNamingFileAndValueAndLeavesNoData
   const fs::path bad = tmp.path / "cityscapes" / "gtFine" / "val" / "frankfurt" / "frankfurt_000000_000294_gtFine_labelIds.png";
   cv::Mat ids = every_label_id(0);
   ids.at<uint8_t>(2, 5) = 40;
-  put_png(bad, ids);
+  write_image(bad, ids);
 
   const std::string message = error_of([&] { convert(DatasetFormat::Cityscapes, tmp.path / "cityscapes", tmp.path / "out"); });
 
@@ -324,13 +311,13 @@ void write_voc(const fs::path& voc) {
   for (const auto& [split, ids] : splits) {
     std::string list;
     for (const auto& id : ids) {
-      put_png(voc / "JPEGImages" / (id + ".jpg"), cv::Mat(5, 7, CV_8UC3, cv::Scalar(90, 80, 70)));
-      put_png(voc / "SegmentationClass" / (id + ".png"), cv::Mat(5, 7, CV_8UC1, cv::Scalar(15)));
+      write_image(voc / "JPEGImages" / (id + ".jpg"), cv::Mat(5, 7, CV_8UC3, cv::Scalar(90, 80, 70)));
+      write_image(voc / "SegmentationClass" / (id + ".png"), cv::Mat(5, 7, CV_8UC1, cv::Scalar(15)));
       list += id + "\n";
     }
-    put_text(voc / "ImageSets" / "Segmentation" / (split + ".txt"), list);
+    write_text(voc / "ImageSets" / "Segmentation" / (split + ".txt"), list);
   }
-  put_text(voc / "ImageSets" / "Segmentation" / "trainval.txt", "2007_000032\n2007_000039\n2007_000033\n");
+  write_text(voc / "ImageSets" / "Segmentation" / "trainval.txt", "2007_000032\n2007_000039\n2007_000033\n");
 }
 
 TEST(Convert, VocListsPointAtJpegImagesAndSegmentationClassWithTheVocPalette) {
@@ -413,16 +400,16 @@ TEST(Convert, ConvertedVocAndCityscapesTrainForAnEpoch) {
     for (const auto& s : read_list(tmp.path / "synth", tmp.path / "synth" / (std::string(split) + ".txt"))) {
       const std::string id = std::string(split) + "_" + std::to_string(n++);
       const cv::Mat image = cv::imread(s.image.string()), classes = read_label(s.label, spec);
-      put_png(voc / "JPEGImages" / (id + ".jpg"), image);
+      write_image(voc / "JPEGImages" / (id + ".jpg"), image);
       write_palette_png(voc / "SegmentationClass" / (id + ".png"), classes, palette);
       ids += id + "\n";
       cv::Mat label_ids(classes.size(), CV_8UC1, cv::Scalar(0));  // void -> 0, unlabeled
       for (int k = 0; k < 5; ++k) label_ids.setTo(label_id_of_class[k], classes == k);
       const std::string stem = "city_000000_0000" + std::to_string(10 + n);
-      put_png(cityscapes / "leftImg8bit" / split / "city" / (stem + "_leftImg8bit.png"), image);
-      put_png(cityscapes / "gtFine" / split / "city" / (stem + "_gtFine_labelIds.png"), label_ids);
+      write_image(cityscapes / "leftImg8bit" / split / "city" / (stem + "_leftImg8bit.png"), image);
+      write_image(cityscapes / "gtFine" / split / "city" / (stem + "_gtFine_labelIds.png"), label_ids);
     }
-    put_text(voc / "ImageSets" / "Segmentation" / (std::string(split) + ".txt"), ids);
+    write_text(voc / "ImageSets" / "Segmentation" / (std::string(split) + ".txt"), ids);
   }
   for (const auto& [format, source] :
        std::vector<std::pair<DatasetFormat, fs::path>>{{DatasetFormat::Voc, voc}, {DatasetFormat::Cityscapes, cityscapes}}) {

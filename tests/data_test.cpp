@@ -1,5 +1,6 @@
 #include <segnet/data.h>
 #include <segnet/error.h>
+#include <segnet/files.h>
 
 #include "data/loader.h"
 #include "palette_png.h"
@@ -13,7 +14,6 @@
 
 #include <algorithm>
 #include <fstream>
-#include <iterator>
 #include <set>
 #include <unistd.h>
 
@@ -22,20 +22,10 @@ namespace fs = std::filesystem;
 using segnet::test::contains;
 using segnet::test::error_of;
 using segnet::test::TempDir;
+using segnet::test::write_image;
 using segnet::test::write_palette_png;
 
 namespace {
-
-void write_text(const fs::path& file, const std::string& text) {
-  fs::create_directories(file.parent_path());
-  std::ofstream(file, std::ios::binary) << text;
-}
-
-// cv::imwrite with the folder created first; 3-channel images are BGR as OpenCV expects.
-void write_image(const fs::path& file, const cv::Mat& image) {
-  fs::create_directories(file.parent_path());
-  ASSERT_TRUE(cv::imwrite(file.string(), image)) << file;
-}
 
 cv::Mat grey(int rows, int cols, std::initializer_list<int> values) {
   cv::Mat m(rows, cols, CV_8UC1);

@@ -15,10 +15,10 @@
 
 #include <cstdio>
 #include <fstream>
-#include <iterator>
 
 using namespace segnet;
 namespace fs = std::filesystem;
+using segnet::test::slurp;
 using segnet::test::TempDir;
 
 namespace {
@@ -164,8 +164,7 @@ TEST(Export, MetadataNamesClassesAndNormalization) {
   const ModelInfo info = info_for(Model::SegNetBasic, Upsampling::Indices, {32, 32});
   export_onnx(info, random_model(info), dir.path / "m.onnx");
   EXPECT_FALSE(cv::dnn::readNetFromONNX((dir.path / "m.onnx").string()).empty());
-  std::ifstream in(dir.path / "m.onnx", std::ios::binary);
-  const std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  const std::string bytes = slurp(dir.path / "m.onnx");
   EXPECT_NE(bytes.find(info.classes[3].name), std::string::npos);
   EXPECT_NE(bytes.find("normalization"), std::string::npos);
   EXPECT_NE(bytes.find("32x32"), std::string::npos);

@@ -24,6 +24,7 @@
 
 using namespace segnet;
 namespace fs = std::filesystem;
+using segnet::test::slurp;
 using segnet::test::TempDir;
 
 using segnet::test::noise_image;
@@ -168,8 +169,7 @@ TEST(PredictImages, WritesProbabilitiesAsNpyWhoseArgmaxIsTheIdsPng) {
   outputs.probabilities = true;
   ASSERT_EQ(predict_images(segmenter, {dir.path / "a.png"}, outputs, 1).items, 1);
   const fs::path npy = dir.path / "out" / "a_probabilities.npy";
-  std::ifstream in(npy, std::ios::binary);
-  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string bytes = slurp(npy);
   ASSERT_GT(bytes.size(), 10u);
   ASSERT_EQ(bytes.substr(0, 8), std::string("\x93NUMPY\x01\x00", 8));
   const size_t data_at = 10 + (uint8_t(bytes[8]) | uint8_t(bytes[9]) << 8);

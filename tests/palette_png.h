@@ -1,15 +1,23 @@
 #pragma once
-// Palette PNGs as annotation tools and Pascal VOC write them, through libpng's own writer.
+// Image files for tests: any image through OpenCV, and palette PNGs as annotation tools and Pascal VOC
+// write them, through libpng's own writer.
 #include <segnet/data.h>
 
 #include <gtest/gtest.h>
 #include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
 #include <png.h>
 
 #include <filesystem>
 #include <vector>
 
 namespace segnet::test {
+
+// cv::imwrite with the folder created first; 3-channel images are BGR as OpenCV expects.
+inline void write_image(const std::filesystem::path& file, const cv::Mat& image) {
+  std::filesystem::create_directories(file.parent_path());
+  ASSERT_TRUE(cv::imwrite(file.string(), image)) << file;
+}
 
 inline void write_palette_png(const std::filesystem::path& file, const cv::Mat& indices, const std::vector<Rgb>& palette) {
   std::filesystem::create_directories(file.parent_path());

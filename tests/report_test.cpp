@@ -14,8 +14,6 @@
 
 #include <cmath>
 #include <cstdlib>
-#include <fstream>
-#include <iterator>
 #include <sstream>
 #include <sys/wait.h>
 
@@ -70,8 +68,6 @@ std::vector<EpochMetrics> rising_run(int epochs, bool validation) {
   }
   return rows;
 }
-
-void write_file(const fs::path& file, const std::string& text) { std::ofstream(file, std::ios::binary) << text; }
 
 const char* kHeader =
     "epoch,train_loss,val_global_acc,val_class_avg_acc,val_miou,seconds,images_per_s,data_wait_fraction,"
@@ -161,7 +157,7 @@ TEST(Chart, ClassIouHasABarPerClassAndGrowsWithTheClasses) {
 TEST(Report, MetricsCsvReadsTheColumnsByNameWithNan) {
   TempDir dir;
   const fs::path csv = dir.path / "metrics.csv";
-  write_file(csv, std::string(kHeader) + "1,1.5,0.5,0.25,0.125,3,4,0,nan,0\n2,1.25,nan,nan,nan,3,4,0,nan,0\n");
+  write_text(csv, std::string(kHeader) + "1,1.5,0.5,0.25,0.125,3,4,0,nan,0\n2,1.25,nan,nan,nan,3,4,0,nan,0\n");
   const auto rows = read_metrics_csv(csv);
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[0].epoch, 1);
@@ -176,16 +172,16 @@ TEST(Report, MetricsCsvReadsTheColumnsByNameWithNan) {
 TEST(Report, TruncatedOrGarbledMetricsCsvIsAnErrorNamingTheFileAndLine) {
   TempDir dir;
   const fs::path csv = dir.path / "metrics.csv";
-  write_file(csv, std::string(kHeader) + "1,1.5,0.5,0.25,0.125,3,4,0,nan,0\n2,1.2");
+  write_text(csv, std::string(kHeader) + "1,1.5,0.5,0.25,0.125,3,4,0,nan,0\n2,1.2");
   std::string e = error_of([&] { read_metrics_csv(csv); });
   EXPECT_TRUE(contains(e, csv.string()) && contains(e, "line 3")) << e;
-  write_file(csv, std::string(kHeader) + "1,abc,0.5,0.25,0.125,3,4,0,nan,0\n");
+  write_text(csv, std::string(kHeader) + "1,abc,0.5,0.25,0.125,3,4,0,nan,0\n");
   e = error_of([&] { read_metrics_csv(csv); });
   EXPECT_TRUE(contains(e, csv.string()) && contains(e, "train_loss") && contains(e, "abc")) << e;
-  write_file(csv, "\x89PNG\r\n\x1a\n garbage");
+  write_text(csv, "\x89PNG\r\n\x1a\n garbage");
   e = error_of([&] { read_metrics_csv(csv); });
   EXPECT_TRUE(contains(e, csv.string())) << e;
-  write_file(csv, "");
+  write_text(csv, "");
   e = error_of([&] { read_metrics_csv(csv); });
   EXPECT_TRUE(contains(e, csv.string()) && contains(e, "empty")) << e;
   e = error_of([&] { read_metrics_csv(dir.path / "absent.csv"); });
@@ -194,10 +190,10 @@ TEST(Report, TruncatedOrGarbledMetricsCsvIsAnErrorNamingTheFileAndLine) {
 
 TEST(Report, RunReportDrawsCurvesAndTheChartsOfEvalJsonInTheRun) {
   TempDir dir;
-  write_file(dir.path / "metrics.csv", std::string(kHeader) + "1,1.5,0.5,0.25,0.125,3,4,0,nan,0\n2,1.25,0.6,0.3,0.2,3,4,0,nan,0\n");
+  write_text(dir.path / "metrics.csv", std::string(kHeader) + "1,1.5,0.5,0.25,0.125,3,4,0,nan,0\n2,1.25,0.6,0.3,0.2,3,4,0,nan,0\n");
   const std::vector<ClassInfo> classes = {{"road", {1, 2, 3}}, {"sidewalk", {4, 5, 6}}, {"sky", {7, 8, 9}}};
-  write_file(dir.path / "val.json", metrics_json(three_classes(), classes).dump(2));
-  write_file(dir.path / "config.json", "{\"epochs\": 2}");  // not an eval JSON: no charts
+  write_text(dir.path / "val.json", metrics_json(three_classes(), classes).dump(2));
+  write_text(dir.path / "config.json", "{\"epochs\": 2}");  // not an eval JSON: no charts
   const auto written = write_run_report(dir.path);
   ASSERT_EQ(written.size(), 3u);
   EXPECT_EQ(written[0], dir.path / "curves.png");
@@ -215,7 +211,7 @@ TEST(Report, CliWithoutMetricsCsvFailsWithOneLineNamingIt) {
   EXPECT_NE(r.status, 0);
   EXPECT_EQ(line_count(r.err), 1u) << r.err;
   EXPECT_TRUE(contains(r.err, "segnet: error: ") && contains(r.err, (dir.path / "metrics.csv").string())) << r.err;
-  write_file(dir.path / "metrics.csv", std::string(kHeader) + "1,1.5,0.5");
+  write_text(dir.path / "metrics.csv", std::string(kHeader) + "1,1.5,0.5");
   const CliResult garbled = segnet_cli("report " + quote(dir.path), dir.path);
   EXPECT_NE(garbled.status, 0);
   EXPECT_EQ(line_count(garbled.err), 1u) << garbled.err;

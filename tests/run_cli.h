@@ -1,20 +1,15 @@
 #pragma once
 // Running the real `segnet` program (SEGNET_CLI) from tests, and reading what it wrote.
+#include "temp_dir.h"
+
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <string>
 
 namespace segnet::test {
-
-inline std::string slurp(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 // A path as one shell word.
 inline std::string quote(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
