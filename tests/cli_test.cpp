@@ -311,24 +311,16 @@ TEST_F(CliRun, PredictRejectsTruncatedImageWithOneErrorLine) {
   EXPECT_FALSE(fs::exists(out / "truncated.png"));
 }
 
-TEST(Cli, TrainRejectsZeroSize) {
+TEST(Cli, TrainRejectsSizesThatAreNotTwoPositiveNumbers) {
   TempDir dir;
-  const Result r = segnet_cli("train --data " + quote(dir.path / "data") + " --out " + quote(dir.path / "run") +
-                                  " --size 0x5",
-                              dir.path);
-  EXPECT_TRUE(FailsWithErrorNaming(r, "--size"));
-  EXPECT_TRUE(contains(r.err, "0x5")) << r.err;
-  EXPECT_FALSE(fs::exists(dir.path / "run"));
-}
-
-TEST(Cli, TrainRejectsNonNumericSize) {
-  TempDir dir;
-  const Result r = segnet_cli("train --data " + quote(dir.path / "data") + " --out " + quote(dir.path / "run") +
-                                  " --size abc",
-                              dir.path);
-  EXPECT_TRUE(FailsWithErrorNaming(r, "--size"));
-  EXPECT_TRUE(contains(r.err, "abc")) << r.err;
-  EXPECT_FALSE(fs::exists(dir.path / "run"));
+  for (const std::string size : {"0x5", "abc"}) {
+    const Result r = segnet_cli("train --data " + quote(dir.path / "data") + " --out " + quote(dir.path / "run") +
+                                    " --size " + size,
+                                dir.path);
+    EXPECT_TRUE(FailsWithErrorNaming(r, "--size"));
+    EXPECT_TRUE(contains(r.err, size)) << r.err;
+    EXPECT_FALSE(fs::exists(dir.path / "run"));
+  }
 }
 
 TEST(Cli, TrainFailsNamingImageMissingFromTheList) {
