@@ -2,6 +2,7 @@
 // started by hand and by torchrun, against one process accumulating the same micro-batches.
 #include <segnet/checkpoint.h>
 
+#include "distributed/process_group.h"
 #include "expect_error.h"
 #include "temp_dir.h"
 #include "run_cli.h"
@@ -219,6 +220,32 @@ TEST_F(Distributed, KilledProcessMakesTheOtherFailWithinTheTimeout) {
   const std::string error = last_line(first.err());
   EXPECT_EQ(error.rfind("segnet: error: ", 0), 0u) << first.err();
   EXPECT_TRUE(contains(error, "lost the other processes")) << first.err();
+}
+
+// Gloo's writes to a peer that has died raise SIGPIPE, which at its default killed the survivor
+// silently (exit status 141) instead of letting it fail with the error above, unless ignored. Joining
+// the group ignores it, but keeps a handler the program installed.
+TEST(ProcessGroup, JoiningIgnoresBrokenPipesUnlessTheProgramHandlesThem) {
+  struct sigaction before {};
+  ::sigaction(SIGPIPE, nullptr, &before);
+  const auto disposition = [] {
+    struct sigaction now {};
+    ::sigaction(SIGPIPE, nullptr, &now);
+    return now.sa_handler;
+  };
+  DistributedOptions alone;
+  alone.world_size = 1;
+  alone.timeout_seconds = 30;
+  std::signal(SIGPIPE, SIG_DFL);
+  alone.master_port = free_port();
+  { ProcessGroup group(alone); }
+  EXPECT_EQ(disposition(), SIG_IGN);
+  void (*const handler)(int) = [](int) {};
+  std::signal(SIGPIPE, handler);
+  alone.master_port = free_port();
+  { ProcessGroup group(alone); }
+  EXPECT_EQ(disposition(), handler);
+  ::sigaction(SIGPIPE, &before, nullptr);
 }
 
 // Mistakes in the rendezvous fail fast (or at the timeout) with one error line naming the problem.
