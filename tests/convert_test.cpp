@@ -6,7 +6,7 @@
 #include <segnet/files.h>
 #include <segnet/train.h>
 
-#include "palette_png.h"
+#include "image_files.h"
 #include "expect_error.h"
 #include "temp_dir.h"
 

@@ -3,7 +3,7 @@
 #include <segnet/files.h>
 
 #include "data/loader.h"
-#include "palette_png.h"
+#include "image_files.h"
 #include "expect_error.h"
 #include "temp_dir.h"
 

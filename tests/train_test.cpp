@@ -10,7 +10,7 @@
 #include "train/losses.h"
 #include "train/schedule.h"
 #include "train/step.h"
-#include "palette_png.h"
+#include "image_files.h"
 #include "temp_dir.h"
 
 #include <gtest/gtest.h>
