@@ -14,9 +14,15 @@
 namespace segnet {
 
 void set_threads(int n) {
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (n < 0) throw OptionError("threads", "must be 0 (all cores) or more, got " + std::to_string(n));
+  // More threads than cores only make the cores take turns: on 2 cores, a 0.3 s training run took 7.5 s
+  // with 64 threads and more than a minute with 1000.
+  if (n > cores)
+    throw OptionError("threads", std::to_string(n) + " is more than this machine's " + std::to_string(cores) + " cores");
   // Launchers that start several processes per machine (torchrun) give each its share this way.
-  if (const char* omp = std::getenv("OMP_NUM_THREADS"); n <= 0 && omp) n = std::atoi(omp);
-  if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (const char* omp = std::getenv("OMP_NUM_THREADS"); n == 0 && omp) n = std::atoi(omp);
+  if (n <= 0) n = cores;
   torch::set_num_threads(n);
   cv::setNumThreads(n);
 }

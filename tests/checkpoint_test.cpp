@@ -71,6 +71,27 @@ TEST(Checkpoint, RunWithoutValidationLoads) {
   EXPECT_TRUE(std::isnan(load_checkpoint(dir.path / "m.pt").state.best_miou));
 }
 
+// Metadata no training writes (edited by hand, or by another tool): an impossible size would meet
+// inference as an allocation failure, a zero std as NaN; both are errors naming the file on loading.
+TEST(Checkpoint, ImpossibleSizeOrNormalisationIsAnErrorNamingTheFile) {
+  TempDir dir;
+  const auto good = make_info(Model::SegNetBasic, 3);
+  SegNet model(good.options());
+  auto bad_size = good, bad_std = good;
+  bad_size.size = {0, 32};
+  bad_std.norm.std[1] = 0;
+  for (const auto& [info, problem] : {std::pair{bad_size, "training size 0x32"}, std::pair{bad_std, "std"}}) {
+    save_checkpoint(dir.path / "m.pt", info, model, nullptr, {});
+    try {
+      load_checkpoint(dir.path / "m.pt");
+      ADD_FAILURE() << problem << " loaded";
+    } catch (const Error& error) {
+      EXPECT_NE(std::string(error.what()).find("m.pt"), std::string::npos) << error.what();
+      EXPECT_NE(std::string(error.what()).find(problem), std::string::npos) << error.what();
+    }
+  }
+}
+
 TEST(Checkpoint, TruncatedFileIsAnErrorNamingIt) {
   TempDir dir;
   const auto info = make_info(Model::SegNetBasic, 3);

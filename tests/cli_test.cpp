@@ -333,7 +333,7 @@ TEST(Cli, TrainFailsNamingImageMissingFromTheList) {
   ASSERT_TRUE(cv::imwrite((data / "lab" / "b.png").string(), cv::Mat(8, 8, CV_8UC1, cv::Scalar(0))));
   std::ofstream(data / "train.txt") << "img/a.png lab/a.png\nimg/b.png lab/b.png\n";
   std::ofstream(data / "classes.csv") << "id,name,r,g,b\n0,sky,0,0,255\n1,road,128,64,128\n";
-  const Result r = segnet_cli("train --data " + quote(data) + " --model segnet-basic --size 8x8 --epochs 1 --out " +
+  const Result r = segnet_cli("train --data " + quote(data) + " --model segnet-basic --size 16x16 --epochs 1 --out " +
                                   quote(dir.path / "run"),
                               dir.path);
   // train reports "checking N training images" before it finds the missing file.
@@ -611,9 +611,39 @@ TEST(Cli, BinaryModelPredictsZeroOr255MasksAndEvalReportsDice) {
 }
 
 // Library checks come back naming the flag that set the option, and nothing is created.
+// An output that is one of the job's inputs would destroy it: refused, the input untouched.
+TEST_F(CliRun, OutputsThatAreInputsAreRefusedAndLeftAsTheyWere) {
+  const fs::path ck = dir_.path / "model.pt";
+  fs::copy_file(run_ / "last.pt", ck);
+  const std::string bytes = slurp(ck);
+  for (const auto& [args, flag] : std::vector<std::pair<std::string, std::string>>{
+           {"export --checkpoint " + quote(ck) + " --out " + quote(ck), "--out"},
+           {"eval --checkpoint " + quote(ck) + " --data " + quote(data_) + " --json " + quote(ck), "--json"},
+           {"bench --model segnet-basic --size 24x32 --iters 1 --checkpoint " + quote(ck) + " --json " +
+                quote(dir_.path / "." / "model.pt"),
+            "--json"}}) {
+    const Result r = segnet_cli(args, dir_.path);
+    EXPECT_TRUE(FailsWithErrorNaming(r, flag)) << args;
+    EXPECT_TRUE(contains(r.err, "an input of this job")) << r.err;
+    EXPECT_TRUE(slurp(ck) == bytes) << args;
+  }
+}
+
+// eval scores labels as the checkpoint's class ids: a dataset whose classes.csv has another number of
+// classes is refused, naming it, rather than scored wrongly.
+TEST_F(CliRun, EvalRefusesADatasetWithAnotherNumberOfClasses) {
+  const fs::path other = dir_.path / "other";
+  fs::copy(data_, other, fs::copy_options::recursive);
+  write_text(other / "classes.csv", "id,name,r,g,b\n0,a,0,0,0\n1,b,255,255,255\n");
+  const Result r = segnet_cli("eval --checkpoint " + quote(run_ / "last.pt") + " --data " + quote(other), dir_.path);
+  EXPECT_TRUE(FailsWithErrorNaming(r, (other / "classes.csv").string()));
+  EXPECT_TRUE(contains(r.err, "has 2 classes")) << r.err;
+}
+
 TEST(Cli, BadTrainingOptionsFailNamingTheirFlag) {
   TempDir dir;
-  const std::string base = "train --data " + quote(dir.path) + " --out " + quote(dir.path / "run") + " ";
+  // --unlabeled: the pseudo-label flags' values are checked only in pseudo-label training.
+  const std::string base = "train --data " + quote(dir.path) + " --unlabeled images --out " + quote(dir.path / "run") + " ";
   for (const auto& [args, flag] : std::vector<std::pair<std::string, std::string>>{
            {"--epochs 0", "--epochs"},
            {"--batch 0", "--batch"},
@@ -627,10 +657,19 @@ TEST(Cli, BadTrainingOptionsFailNamingTheirFlag) {
            {"--model unet", "--model"},
            {"--model segnet-basic --dilation 1,2", "--dilation"},
            {"--num-classes 300", "--num-classes"},
-           {"--device tpu", "--device"}}) {
+           {"--device tpu", "--device"},
+           {"--void-color 1,2", "--void-color"},  // thrown while parsing: it once aborted the program
+           {"--seed -1", "--seed"},               // not wrapped around to 2^64 - 1
+           {"--lr inf", "--lr"},
+           {"--threads -1", "--threads"},
+           {"--threads 100000", "--threads"},  // more threads than cores: minutes for a second's work
+           {"--world-size 100000", "--world-size"}}) {
     const Result r = segnet_cli(base + args, dir.path);
     EXPECT_TRUE(FailsWithErrorNaming(r, flag)) << args;
   }
+  const Result r = segnet_cli("train --data " + quote(dir.path) + " --ema-decay 0.5 --out " + quote(dir.path / "run"), dir.path);
+  EXPECT_TRUE(FailsWithErrorNaming(r, "--ema-decay"));
+  EXPECT_TRUE(contains(r.err, "--unlabeled")) << r.err;
   EXPECT_FALSE(fs::exists(dir.path / "run"));
 }
 
@@ -669,6 +708,9 @@ TEST_F(CliRun, ExportRejectsBadInputsWithOneLineAndWritesNothing) {
                                    dir_.path.string()));
   EXPECT_TRUE(FailsWithErrorNaming(segnet_cli("export" + ck + " --out " + quote(onnx) + " --output scores", dir_.path),
                                    "--output"));
+  EXPECT_TRUE(FailsWithErrorNaming(segnet_cli("export" + ck + " --out " + quote(onnx) + " --output probabilities --label-type int64",
+                                              dir_.path),
+                                   "--label-type"));
   EXPECT_FALSE(fs::exists(onnx));
   for (const auto& entry : fs::directory_iterator(dir_.path))
     EXPECT_NE(entry.path().extension(), ".onnx") << entry.path();

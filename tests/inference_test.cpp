@@ -190,8 +190,9 @@ TEST(PredictImages, WritesProbabilitiesAsNpyWhoseArgmaxIsTheIdsPng) {
   EXPECT_EQ(std::system(check.c_str()), 0) << check;
 }
 
-// Results are named after their input's stem in one folder: an input inside that folder, or two inputs
-// with the same stem, would be overwritten; both are refused before anything is written.
+// Results are named after their input's stem in one folder: an input inside that folder, two inputs
+// with the same stem, or x.png beside x_color.png (x's colour image is x_color's label image) would be
+// overwritten; all are refused before anything is written.
 TEST(PredictImages, RefusesToOverwriteInputsOrResultsOfInputsWithTheSameName) {
   TempDir dir;
   const ModelInfo info = basic_info(3);
@@ -211,7 +212,15 @@ TEST(PredictImages, RefusesToOverwriteInputsOrResultsOfInputsWithTheSameName) {
     predict_images(segmenter, {dir.path / "a" / "x.png", dir.path / "b" / "x.jpg"}, {dir.path / "out"}, 1);
     ADD_FAILURE() << "two inputs named x";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("same name"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("would both write"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(dir.path / "out"));
+  cv::imwrite((dir.path / "b" / "x_color.png").string(), noise_image(8, 8, 3));
+  try {
+    predict_images(segmenter, {dir.path / "a" / "x.png", dir.path / "b" / "x_color.png"}, {dir.path / "out"}, 1);
+    ADD_FAILURE() << "x_color.png written twice";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find((dir.path / "out" / "x_color.png").string()), std::string::npos) << e.what();
   }
   EXPECT_FALSE(fs::exists(dir.path / "out"));
 }

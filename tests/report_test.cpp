@@ -203,6 +203,12 @@ TEST(Report, RunReportDrawsCurvesAndTheChartsOfEvalJsonInTheRun) {
   EXPECT_EQ(read_chart(written[1]).size(), cv::Size(kConfusionWidth, kConfusionHeight));
   EXPECT_EQ(read_chart(written[2]).size(), class_iou_chart_size(3));
   EXPECT_FALSE(fs::exists(dir.path / "config_confusion.png"));
+  // An atomic write's hidden temporary is passed over; a JSON cut short is named, not skipped.
+  write_text(dir.path / ".test.tmp1.json", "{\"confus");
+  EXPECT_EQ(write_run_report(dir.path).size(), 3u);
+  write_text(dir.path / "test.json", "{\"confusion\": [[1, 2], [3");
+  const std::string cut = error_of([&] { write_run_report(dir.path); });
+  EXPECT_TRUE(contains(cut, (dir.path / "test.json").string()) && contains(cut, "not valid JSON")) << cut;
 }
 
 TEST(Report, CliWithoutMetricsCsvFailsWithOneLineNamingIt) {
@@ -253,4 +259,31 @@ TEST(ReportCli, TrainAndEvalDrawChartsAndReportRedrawsThem) {
   EXPECT_TRUE(fs::exists(run / "curves.png"));
   EXPECT_TRUE(fs::exists(run / "val_confusion.png"));
   EXPECT_TRUE(contains(r.out, "curves.png")) << r.out;
+}
+
+// Without PLplot's Cairo driver (PLPLOT_DRV_DIR pointing at a folder with only its memory driver, as
+// a machine without plplot-driver-cairo has), train and eval --json stop with a one-line error naming
+// the chart before any work, and write nothing.
+TEST(ReportCli, WithoutTheChartDriverTrainAndEvalStopBeforeTheirWork) {
+  TempDir dir;
+  const fs::path data = dir.path / "data", run = dir.path / "run", drivers = dir.path / "drivers";
+  ASSERT_EQ(segnet_cli("synth --out " + quote(data) + " --count 4 --size 24x32", dir.path).status, 0);
+  const std::string train = "train --data " + quote(data) + " --model segnet-basic --size 24x32 --epochs 1 --batch 2 --out ";
+  ASSERT_EQ(segnet_cli(train + quote(run), dir.path).status, 0);
+  fs::create_directories(drivers);
+  for (const char* file : {"mem.driver_info", "mem.so"}) fs::create_symlink(fs::path(SEGNET_PLPLOT_DRIVERS) / file, drivers / file);
+  ASSERT_EQ(::setenv("PLPLOT_DRV_DIR", drivers.c_str(), 1), 0);
+  const CliResult t = segnet_cli(train + quote(dir.path / "run2"), dir.path);
+  const CliResult e = segnet_cli("eval --checkpoint " + quote(run / "last.pt") + " --data " + quote(data) +
+                                     " --list val.txt --json " + quote(run / "val.json"),
+                                 dir.path);
+  ::unsetenv("PLPLOT_DRV_DIR");
+  for (const auto& [r, chart] : {std::pair{t, dir.path / "run2" / "curves.png"}, std::pair{e, run / "val_confusion.png"}}) {
+    EXPECT_NE(r.status, 0);
+    EXPECT_EQ(line_count(r.err), 1u) << r.err;
+    EXPECT_TRUE(contains(r.err, chart.string()) && contains(r.err, "plplot-driver-cairo")) << r.err;
+  }
+  EXPECT_FALSE(fs::exists(dir.path / "run2" / "config.json"));
+  EXPECT_FALSE(fs::exists(run / "val.json"));
+  EXPECT_FALSE(contains(e.out, "scoring")) << e.out;
 }

@@ -10,6 +10,7 @@
 #include "train/losses.h"
 #include "train/schedule.h"
 #include "train/step.h"
+#include "expect_error.h"
 #include "image_files.h"
 #include "temp_dir.h"
 
@@ -22,6 +23,8 @@
 
 using namespace segnet;
 namespace fs = std::filesystem;
+using segnet::test::contains;
+using segnet::test::error_of;
 using segnet::test::TempDir;
 using segnet::test::write_palette_png;
 
@@ -148,6 +151,9 @@ TEST(Train, ValidateNamesTheOptionThatIsWrong) {
   bad.epochs = 0;
   EXPECT_EQ(option_of(bad), "epochs");
   bad = o;
+  bad.lr = INFINITY;
+  EXPECT_EQ(option_of(bad), "lr");
+  bad = o;
   bad.pseudo.ema_decay = 1.0;
   EXPECT_EQ(option_of(bad), "pseudo.ema_decay");
   bad = o;
@@ -161,6 +167,52 @@ TEST(Train, ValidateNamesTheOptionThatIsWrong) {
   bad.void_label = 3;
   bad.num_classes = 11;
   EXPECT_EQ(option_of(bad), "void_label");
+  bad = o;
+  bad.label_format = LabelFormat::Color;  // colour masks have void_colors, not a void id
+  bad.void_label = 0;
+  EXPECT_EQ(option_of(bad), "void_label");
+  for (const float weight : {-1.f, std::nanf(""), INFINITY}) {
+    bad = o;
+    bad.class_weights = ClassWeights::of({1.f, weight});
+    EXPECT_EQ(option_of(bad), "class_weights") << weight;
+  }
+}
+
+// The smallest training size leaves the deepest stage two pixels, which batch norm can normalise
+// even in a batch of one image; one pixel less is refused before any work.
+TEST(Train, TrainingSizeMustLeaveTheDeepestStageMoreThanOnePixel) {
+  TempDir dir;
+  synthesize_dataset({dir.path / "data", 5, {24, 32}, 3});
+  auto o = tiny_run(dir.path / "data", dir.path / "run");
+  o.epochs = 1;
+  o.batch = 1;
+  o.size = {8, 8};  // segnet-basic: 4 stages, the deepest at 1/8 of the input
+  EXPECT_TRUE(contains(error_of([&] { train(o); }), "one side must exceed 8"));
+  EXPECT_FALSE(fs::exists(o.out));
+  o.size = {9, 8};
+  EXPECT_EQ(train(o).size(), 1u);
+  o.model = Model::SegNet;  // 5 stages
+  o.size = {16, 16};
+  EXPECT_TRUE(contains(error_of([&] { validate(o); }), "one side must exceed 16"));
+}
+
+// A configuration value of the wrong JSON type is an OptionError naming its key, choices and class
+// weights included, not a JSON library exception.
+TEST(Train, ConfigValuesOfTheWrongTypeNameTheirKey) {
+  for (const auto& [key, value] : std::vector<std::pair<std::string, nlohmann::json>>{
+           {"model", 3},
+           {"optimizer", nlohmann::json::array()},
+           {"class_weights", {"a", "b"}},
+           {"epochs", "ten"},
+           {"batch", 2.5},  // not truncated to 2
+           {"seed", -5}}) {  // not wrapped around
+    try {
+      options_from_json({{key, value}});
+      ADD_FAILURE() << key << " = " << value.dump() << " was accepted";
+    } catch (const OptionError& e) {
+      EXPECT_EQ(e.option(), key);
+    }
+  }
 }
 
 TEST(Train, RefusesToOverwriteAnExistingRun) {

@@ -146,7 +146,7 @@ TEST(Tune, ImpossibleSearchesAreRefusedNamingTheOption) {
   synthesize_dataset({dir.path / "data", 12, {24, 32}, 4});
   TuneOptions t = tiny_search(dir.path / "data", dir.path / "search");
   t.trials = 0;
-  EXPECT_TRUE(contains(error_of([&] { tune(t); }), "trials or budget_minutes is needed"));
+  EXPECT_TRUE(contains(error_of([&] { tune(t); }), "trials is needed without a budget of minutes"));
   // A budget that one trial's first rung exceeds: named once the first epoch's time is known.
   t.budget_minutes = 1e-5;
   const std::string budget = error_of([&] { tune(t); });
@@ -162,6 +162,12 @@ TEST(Tune, ImpossibleSearchesAreRefusedNamingTheOption) {
   t = tiny_search(dir.path / "data", dir.path / "search4");
   t.base.val_list = "missing.txt";
   EXPECT_TRUE(contains(error_of([&] { tune(t); }), "missing.txt"));
+  // No val list to rank the trials by: refused before the first trial trains.
+  fs::remove(dir.path / "data" / "val.txt");
+  t = tiny_search(dir.path / "data", dir.path / "search5");
+  const std::string no_val = error_of([&] { tune(t); });
+  EXPECT_TRUE(contains(no_val, "val_list is needed") && contains(no_val, "val.txt")) << no_val;
+  EXPECT_FALSE(fs::exists(dir.path / "search5" / "trial_000"));
 }
 
 // The command line `segnet tune` prints is ready to run: `segnet train` accepts it as it is; its
@@ -191,4 +197,9 @@ TEST(Tune, TheBestCommandLineTrains) {
                                     dir.path);
   EXPECT_NE(no_epochs.status, 0);
   EXPECT_TRUE(contains(no_epochs.err, "--epochs: tune sets each trial's epochs")) << no_epochs.err;
+  const auto no_lr = segnet_cli("tune --data " + quote(dir.path / "data") + " --lr 0.1 --trials 2 --out " + quote(dir.path / "other"),
+                                dir.path);
+  EXPECT_NE(no_lr.status, 0);
+  EXPECT_TRUE(contains(no_lr.err, "--lr: tune searches it")) << no_lr.err;
+  EXPECT_FALSE(fs::exists(dir.path / "other"));
 }

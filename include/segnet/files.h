@@ -4,8 +4,10 @@
 #include <torch/types.h>
 
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace segnet {
 
@@ -20,6 +22,13 @@ void write_png(const std::filesystem::path& file, const cv::Mat& image);
 // A NumPy .npy file (format 1.0, little-endian, C order) of a float32 tensor, through a temporary and
 // a rename: numpy.load, and most array tools, open it as it is.
 void write_npy(const std::filesystem::path& file, const torch::Tensor& values);
+// `file` opened for reading, or an Error naming it: "is a folder, not a WHAT", "cannot open WHAT: no
+// such file", "cannot open WHAT" (`what`: "list file", "checkpoint", ...).
+std::ifstream open_to_read(const std::filesystem::path& file, const std::string& what);
+// An OptionError (`option`) when `out` is one of `inputs` (the same file, through links too): writing
+// it would destroy what the job reads.
+void refuse_overwriting_input(const std::string& option, const std::filesystem::path& out,
+                              const std::vector<std::filesystem::path>& inputs);
 // Creates `folder` (and its parents); an existing file of that name is an Error.
 void ensure_output_folder(const std::filesystem::path& folder);
 

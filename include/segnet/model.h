@@ -10,8 +10,9 @@
 
 namespace segnet {
 
-// Class ids travel as 8-bit images with 255 reserved for void, so at most 254 classes.
-constexpr int64_t kMaxClasses = 255;
+// Class ids travel as 8-bit images with room for a void id after the classes (the default void is the
+// number of classes) and 255 reserved for void.
+constexpr int64_t kMaxClasses = 254;
 
 // 2x2 stride-2 max pooling that records where each maximum came from.
 // Ceil mode: with odd sizes the last row/column still belongs to a window, so no pixel is lost.
@@ -81,11 +82,18 @@ struct LayerPlan {
 };
 LayerPlan layer_plan(Model model);
 
+// Batch norm in training needs more than one value per channel, so a training size must leave the
+// deepest stage (the input divided by 2^(stages - 1), rounded up) more than one pixel: an OptionError
+// ("size") otherwise.
+void check_training_size(Model model, int64_t height, int64_t width);
+
+// The networks take RGB images.
+constexpr int64_t kImageChannels = 3;
+
 struct SegNetOptions {
   SegNetOptions(Model model, int64_t num_classes) : model_(model), num_classes_(num_classes) {}
   TORCH_ARG(Model, model);
   TORCH_ARG(int64_t, num_classes);  // output channels, 1..254: 1 for binary segmentation
-  TORCH_ARG(int64_t, in_channels) = 3;
   TORCH_ARG(Upsampling, upsampling) = Upsampling::Indices;
   // Dilation of the convolutions of each encoder stage, one per stage (>= 1); empty means all 1.
   TORCH_ARG(std::vector<int64_t>, dilation) = {};

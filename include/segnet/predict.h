@@ -35,9 +35,10 @@ struct InferenceReport {
 // Returning false stops the run early; what was written so far stays valid.
 using InferenceProgress = std::function<bool(int64_t done, int64_t total)>;
 
-// Segments `images` `batch` at a time. An image inside `outputs.folder`, or two with the same file stem,
-// is an Error before anything is written. Decoding runs ahead and PNG writing behind the network, on
-// threads of their own.
+// Segments `images` `batch` at a time, writing STEM.png, STEM_color.png, ... into `outputs.folder`. An
+// image inside that folder, or two images whose results would share a file name (the same stem, or x
+// and x_color), is an Error before anything is written. Decoding runs ahead and PNG writing behind the
+// network, on threads of their own.
 InferenceReport predict_images(Segmenter& segmenter, const std::vector<std::filesystem::path>& images,
                                const ImageOutputs& outputs, int64_t batch, const InferenceProgress& progress = {});
 

@@ -30,8 +30,12 @@ struct EpochMetrics {
 // naming the file (and the line).
 std::vector<EpochMetrics> read_metrics_csv(const std::filesystem::path& file);
 
-// curves.png, kCurvesSize: the train loss per epoch above, the validation G, C and mIoU per epoch
-// (0..1) below, each panel with axis labels and a legend. Without validation values, the loss alone.
+// An Error naming `png` when the charts cannot be drawn here (PLplot's Cairo driver is not
+// installed): training and evaluation check it before their work rather than fail after it.
+void require_chart_driver(const std::filesystem::path& png);
+
+// curves.png, kCurvesWidth x kCurvesHeight: the train loss per epoch above, the validation G, C and
+// mIoU per epoch (0..1) below, each panel with axis labels and a legend. Without validation values, the loss alone.
 // At least one row.
 constexpr int kCurvesWidth = 1000, kCurvesHeight = 800;
 void draw_training_curves(const std::vector<EpochMetrics>& rows, const std::filesystem::path& png);
@@ -59,15 +63,13 @@ struct EvalCharts {
 EvalCharts eval_chart_paths(const std::filesystem::path& json);
 EvalCharts draw_eval_charts(const ConfusionMatrix& matrix, const std::vector<std::string>& class_names,
                             const std::filesystem::path& json);
-// Whether `json` is an object as eval writes it (it holds "confusion"); false for other JSON and for
-// files that do not parse.
-bool is_eval_json(const std::filesystem::path& json);
 // The charts again from an eval JSON: its "confusion" and, per class, "per_class" names (two-class
 // binary JSON: "background" and "foreground"). An Error naming the file if it is not one.
 EvalCharts draw_eval_charts_from_json(const std::filesystem::path& json);
 
-// `segnet report`: RUN/curves.png from RUN/metrics.csv, and the charts of every eval JSON directly in
-// RUN. Returns the files written, curves.png first. No RUN/metrics.csv: an Error naming it.
+// A run's report: RUN/curves.png from RUN/metrics.csv, and the charts of every eval JSON directly in
+// RUN. Returns the files written, curves.png first. No RUN/metrics.csv, or a JSON file there that
+// does not parse: an Error naming it.
 std::vector<std::filesystem::path> write_run_report(const std::filesystem::path& run);
 
 // The file name of a run's curves (beside metrics.csv).

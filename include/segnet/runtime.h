@@ -6,8 +6,9 @@
 
 namespace segnet {
 
-// n <= 0: OMP_NUM_THREADS when set (torchrun sets it for several processes per machine), else all
-// cores (LibTorch picks 1 on some machines otherwise).
+// n = 0: OMP_NUM_THREADS when set (torchrun sets it for several processes per machine), else all
+// cores (LibTorch picks 1 on some machines otherwise). An OptionError ("threads") below 0 or above
+// the machine's cores.
 void set_threads(int n);
 
 // An OptionError ("device") unless this LibTorch can run on `device` (the CPU, or an available CUDA device).

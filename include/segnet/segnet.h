@@ -7,6 +7,7 @@
 #include <segnet/data.h>
 #include <segnet/error.h>
 #include <segnet/evaluate.h>
+#include <segnet/export.h>
 #include <segnet/files.h>
 #include <segnet/image.h>
 #include <segnet/metrics.h>
@@ -14,6 +15,7 @@
 #include <segnet/predict.h>
 #include <segnet/pretrained.h>
 #include <segnet/quantize.h>
+#include <segnet/report.h>
 #include <segnet/runtime.h>
 #include <segnet/segmenter.h>
 #include <segnet/state_dict.h>

@@ -49,6 +49,10 @@ struct PseudoLabelOptions {
   double ema_decay = 0.99;          // in [0, 1): teacher = decay * teacher + (1 - decay) * student, per step
 };
 
+// The most processes a run may have. Waiting for the others grows with their count beyond the
+// timeout: with a 2-second timeout, a lone rank 0 of 1000 gave up after 18 s, of 100000 not in 2 minutes.
+constexpr int64_t kMaxProcesses = 1024;
+
 // Data-parallel training over several processes, on one machine or many, through PyTorch's distributed
 // engine (c10d) over Gloo (CUDA tensors too, through host memory; NCCL is not wired in). Every process runs
 // train() with the same options; together they compute what one process computes with
@@ -56,7 +60,7 @@ struct PseudoLabelOptions {
 // sets SIGPIPE to ignored when the program left it at its default, so that a process that died makes
 // the others throw rather than be killed by the signal.
 struct DistributedOptions {
-  int64_t world_size = 1;  // processes; 1 = this process alone (nothing below is used)
+  int64_t world_size = 1;  // processes, 1..kMaxProcesses; 1 = this process alone (nothing below is used)
   int64_t rank = 0;        // this process, 0 .. world_size - 1; rank 0 alone writes the run folder
   std::string master_addr = "127.0.0.1";  // where the rendezvous store is served
   int64_t master_port = 29500;
@@ -121,7 +125,7 @@ struct TrainOptions {
   std::filesystem::path label_map;     // ids: file of `STORED CLASS` lines (see read_label_map); empty = none
   std::vector<Rgb> void_colors;        // colour masks: void colours; default black, unless a class is black
   PseudoLabelOptions pseudo;
-  std::filesystem::path out;           // run folder: metrics.csv, last.pt, best.pt
+  std::filesystem::path out;           // run folder: config.json, metrics.csv, curves.png, last.pt, best.pt
   bool resume = false;                 // continue the run in `out`: same options (config.json) but `epochs`
   uint64_t seed = 0;
   DistributedOptions distributed;      // not recorded in config.json, but its world_size, which a resume must keep
@@ -134,8 +138,8 @@ struct TrainOptions {
 void validate(const TrainOptions& options);
 
 // The options as JSON, keys named after the fields above (`pseudo.threshold`, ...), as a run's
-// config.json holds them; `out`, `resume`, `device` and `command_line` are left out: they say where a
-// run lives and runs, not what it is. options_from_json sets the keys present in `options` on `base`;
+// config.json holds them; `out`, `resume`, `distributed`, `device` and `command_line` are left out:
+// they say where a run lives and runs, not what it is. options_from_json sets the keys present in `options` on `base`;
 // an unknown key or a bad value is an OptionError naming the key.
 nlohmann::json options_to_json(const TrainOptions& options);
 TrainOptions options_from_json(const nlohmann::json& options, TrainOptions base = {});
@@ -169,8 +173,10 @@ struct TrainCallbacks {
   std::function<void(const EpochRecord&)> epoch;      // after the epoch's row and checkpoints are written
 };
 
-// Writes out/config.json (when the run starts), out/metrics.csv (a row per epoch), out/last.pt and out/best.pt (best val mIoU, or last
-// without a val list). Returns the epochs run by this call (none when a resumed run is complete).
+// Writes out/config.json (when the run starts), out/metrics.csv (a row per epoch), out/curves.png (its
+// chart, redrawn each epoch; PLplot's Cairo driver is checked before any work: require_chart_driver in
+// report.h), out/last.pt and out/best.pt (best val mIoU, or last without a val list). Returns the
+// epochs run by this call (none when a resumed run is complete).
 // Distributed (options.distributed.world_size > 1): every process calls it with the same options; rank
 // 0 alone writes into `out`, which a resume reads on every process (a folder every process sees).
 std::vector<EpochRecord> train(const TrainOptions& options, const TrainCallbacks& callbacks = {});

@@ -31,7 +31,7 @@ struct TuneOptions {
   TrainOptions base;          // what every trial shares (data, model, size, precision, seed, ...); needs a val list
   std::filesystem::path out;  // tune.json, tune.csv, best.json and a run folder per trial (trial_000, ...)
   SearchSpace space;
-  // Trials of the first rung; 0: as many as `budget_minutes` holds, from the first epoch's time.
+  // Trials of the first rung; 0: as many as `budget_minutes` holds, from the first trial's time.
   int64_t trials = 0;
   // Wall-clock budget; 0: none (then `trials` is needed). No rung starts a trial past it.
   double budget_minutes = 0;

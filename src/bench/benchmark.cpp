@@ -84,6 +84,7 @@ BenchResult run_benchmark(const BenchOptions& o) {
   if (o.train && o.precision == Precision::Int8) throw OptionError("precision", "int8 is for inference only");
   if (o.train && !o.checkpoint.empty()) throw OptionError("checkpoint", "is for timing inference");
   if (o.train && !o.image.empty()) throw OptionError("image", "is for timing inference");
+  if (o.train) check_training_size(o.model, o.size.height, o.size.width);
   torch::manual_seed(0);
   ModelInfo info;
   SegNet model{nullptr};

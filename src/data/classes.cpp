@@ -31,8 +31,7 @@ static std::string trim(const std::string& s) {
 std::string to_string(Size2 size) { return std::to_string(size.height) + "x" + std::to_string(size.width); }
 
 std::vector<ClassInfo> read_classes_csv(const fs::path& file) {
-  std::ifstream in(file);
-  if (!in) throw Error(file, "cannot open class list");
+  std::ifstream in = open_to_read(file, "class list");
   std::vector<ClassInfo> classes;
   std::string line;
   for (int line_no = 1; std::getline(in, line); ++line_no) {
@@ -56,7 +55,8 @@ std::vector<ClassInfo> read_classes_csv(const fs::path& file) {
     classes.push_back({fields[1], {uint8_t(rgb[0]), uint8_t(rgb[1]), uint8_t(rgb[2])}});
   }
   if (classes.empty()) throw Error(file, "no classes");
-  if (static_cast<int64_t>(classes.size()) >= kMaxClasses) throw Error(file, "too many classes (at most 254)");
+  if (static_cast<int64_t>(classes.size()) > kMaxClasses)
+    throw Error(file, "too many classes (at most " + std::to_string(kMaxClasses) + ")");
   return classes;
 }
 
@@ -91,8 +91,9 @@ std::vector<ClassInfo> default_classes(int64_t count) {
 }
 
 LabelSpec make_label_spec(int64_t num_classes, std::optional<int64_t> void_label) {
-  if (num_classes < 1 || num_classes >= kMaxClasses)
-    throw OptionError("num_classes", "must be in 1..254, got " + std::to_string(num_classes));
+  if (num_classes < 1 || num_classes > kMaxClasses)
+    throw OptionError("num_classes",
+                      "must be in 1.." + std::to_string(kMaxClasses) + ", got " + std::to_string(num_classes));
   LabelSpec spec;
   spec.num_classes = num_classes;
   if (void_label == 0) {  // stored k + 1 is class k; 255 stays void
@@ -119,8 +120,7 @@ std::optional<int64_t> LabelSpec::stored_void() const {
 }
 
 std::map<int64_t, int64_t> read_label_map(const fs::path& file, int64_t num_classes) {
-  std::ifstream in(file);
-  if (!in) throw Error(file, "cannot open label map");
+  std::ifstream in = open_to_read(file, "label map");
   std::map<int64_t, int64_t> map;
   std::string line;
   for (int number = 1; std::getline(in, line); ++number) {

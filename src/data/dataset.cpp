@@ -1,5 +1,6 @@
 #include <segnet/data.h>
 #include <segnet/error.h>
+#include <segnet/files.h>
 
 #include <opencv2/imgcodecs.hpp>
 #include <png.h>
@@ -17,8 +18,7 @@
 namespace segnet {
 
 std::vector<ListLine> read_list_lines(const fs::path& list_file) {
-  std::ifstream in(list_file);
-  if (!in) throw Error(list_file, "cannot open list file");
+  std::ifstream in = open_to_read(list_file, "list file");
   std::vector<ListLine> lines;
   std::string line;
   for (int number = 1; std::getline(in, line); ++number) {

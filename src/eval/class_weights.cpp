@@ -1,7 +1,9 @@
 #include <segnet/error.h>
+#include <segnet/files.h>
 #include <segnet/metrics.h>
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
@@ -26,8 +28,7 @@ std::vector<float> median_frequency_weights(const std::vector<int64_t>& class_pi
 }
 
 std::vector<float> read_class_weights(const std::filesystem::path& file) {
-  std::ifstream in(file);
-  if (!in) throw Error(file, "cannot open class weights file");
+  std::ifstream in = open_to_read(file, "class weights file");
   std::stringstream text;
   text << in.rdbuf();
   std::string s = text.str();
@@ -38,10 +39,10 @@ std::vector<float> read_class_weights(const std::filesystem::path& file) {
     try {
       size_t used = 0;
       const float w = std::stof(token, &used);
-      if (used != token.size() || !(w >= 0)) throw std::invalid_argument(token);
+      if (used != token.size() || !(std::isfinite(w) && w >= 0)) throw std::invalid_argument(token);
       weights.push_back(w);
     } catch (const std::exception&) {
-      throw Error(file, "'" + token + "' is not a non-negative class weight");
+      throw Error(file, "'" + token + "' is not a finite class weight >= 0");
     }
   }
   if (weights.empty()) throw Error(file, "holds no class weights");

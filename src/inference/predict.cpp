@@ -98,27 +98,36 @@ InferenceReport segment_files(Segmenter& segmenter, const std::vector<std::files
   return report;
 }
 
-// Outputs are named after their input's stem in one folder: refuse what would overwrite an input or
-// another input's results, before anything is written.
-static void check_output_names(const std::vector<std::filesystem::path>& images, const std::filesystem::path& folder) {
+// Outputs are named STEM + suffix in one folder: refuse what would overwrite an input or another
+// input's results (x.png's colour image is x_color.png, as is x_color.png's label image), before
+// anything is written.
+static void check_output_names(const std::vector<std::filesystem::path>& images, const std::filesystem::path& folder,
+                               const std::vector<std::string>& suffixes) {
   const auto out = std::filesystem::weakly_canonical(folder);
-  std::map<std::string, std::filesystem::path> by_stem;
+  std::map<std::string, std::filesystem::path> by_name;
   for (const auto& image : images) {
     if (std::filesystem::weakly_canonical(image).parent_path() == out)
       throw Error(image, "is in the output folder " + folder.string() + ": its results would overwrite the images");
-    const auto [other, fresh] = by_stem.emplace(image.stem().string(), image);
-    if (!fresh)
-      throw Error(image, "has the same name as " + other->second.string() + ": their results would overwrite each other in " +
-                             folder.string());
+    for (const auto& suffix : suffixes) {
+      const auto [other, fresh] = by_name.emplace(image.stem().string() + suffix, image);
+      if (!fresh && other->second != image)
+        throw Error(image.string() + " and " + other->second.string() + " would both write " + (folder / other->first).string());
+    }
   }
 }
 
 InferenceReport predict_images(Segmenter& segmenter, const std::vector<std::filesystem::path>& images,
                                const ImageOutputs& outputs, int64_t batch, const InferenceProgress& progress) {
-  check_output_names(images, outputs.folder);
-  ensure_output_folder(outputs.folder);
   const ModelInfo& info = segmenter.info();
   const bool uncertainty = outputs.uncertainty && segmenter.options().mc_samples > 1;
+  std::vector<std::string> suffixes;  // as the sink below writes them
+  if (outputs.ids) suffixes.push_back(".png");
+  if (outputs.color && !info.binary()) suffixes.push_back("_color.png");
+  if (outputs.overlay) suffixes.push_back("_overlay.png");
+  if (uncertainty) suffixes.push_back("_uncertainty.png");
+  if (outputs.probabilities) suffixes.push_back("_probabilities.npy");
+  check_output_names(images, outputs.folder, suffixes);
+  ensure_output_folder(outputs.folder);
   const auto sink = [&](const std::filesystem::path& file, const cv::Mat& rgb, const torch::Tensor& probs) {
     const std::string stem = file.stem().string();
     const cv::Mat ids = segmenter.labels_from(probs);
@@ -143,7 +152,7 @@ PseudoLabelReport write_pseudo_labels(Segmenter& segmenter, const std::vector<st
     throw Error("pseudo-labels need a multi-class model trained on class-id masks with a void label");
   if (!(threshold > 0 && threshold <= 1)) throw OptionError("threshold", "must be in (0, 1]");
   if (!(class_share >= 0 && class_share <= 1)) throw OptionError("class_share", "must be in [0, 1]");
-  check_output_names(images, folder);
+  check_output_names(images, folder, {".png"});
   ensure_output_folder(folder);
   const int64_t void_label = *stored_void;
   std::atomic<int64_t> confident{0}, pixels{0};

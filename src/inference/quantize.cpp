@@ -1,5 +1,6 @@
 #include <segnet/data.h>
 #include <segnet/error.h>
+#include <segnet/files.h>
 #include <segnet/quantize.h>
 
 #include "inference/int8_convolution.h"
@@ -396,8 +397,7 @@ CalibrationReport calibrate_checkpoint(const CheckpointCalibration& o) {
   Checkpoint ck = load_checkpoint(o.checkpoint);
   CalibrationReport report;
   report.out = o.out.empty() ? o.checkpoint.parent_path() / (o.checkpoint.stem().string() + "_int8.pt") : o.out;
-  if (std::filesystem::exists(report.out) && std::filesystem::equivalent(report.out, o.checkpoint))
-    throw OptionError("out", "must differ from the checkpoint: the calibrated file is a copy without training state");
+  refuse_overwriting_input("out", report.out, {o.checkpoint});
   const auto samples = find_samples(o.data, o.list);
   const auto count = std::min<int64_t>(o.images, static_cast<int64_t>(samples.size()));
   std::vector<torch::Tensor> inputs;

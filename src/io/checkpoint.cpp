@@ -95,6 +95,11 @@ void from_json(const nlohmann::json& j, ModelInfo& info, TrainState& state) {
   info.norm.mean = j.at("mean");
   info.norm.std = j.at("std");
   info.class_weights = j.at("class_weights").get<std::vector<float>>();
+  // What inference and fine-tuning would otherwise meet as an allocation failure or a NaN loss.
+  if (info.size.height < 1 || info.size.width < 1 || info.size.height > 16384 || info.size.width > 16384)
+    throw std::invalid_argument("its training size " + to_string(info.size) + " is impossible");
+  for (const double s : info.norm.std)
+    if (!(std::isfinite(s) && s > 0)) throw std::invalid_argument("its normalisation has a std that is not positive");
   // Checkpoints written before int8 inference, or not calibrated, have none.
   for (const auto& r : j.value("activation_ranges", nlohmann::json::array()))
     info.activation_ranges.push_back({r.at(0).get<float>(), r.at(1).get<float>()});
@@ -107,8 +112,7 @@ void from_json(const nlohmann::json& j, ModelInfo& info, TrainState& state) {
 
 // The archive bytes of `file`, after checking the footer.
 std::string verified_archive_bytes(const std::filesystem::path& file) {
-  if (!std::filesystem::is_regular_file(file)) throw Error(file, "no such checkpoint");
-  std::ifstream in(file, std::ios::binary);
+  std::ifstream in = open_to_read(file, "checkpoint");
   std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (!in && !in.eof()) throw Error(file, "cannot read");
   if (bytes.size() < kFooterSize || std::memcmp(bytes.data() + bytes.size() - kFooterSize, kFooterMagic, 8) != 0)

@@ -73,6 +73,24 @@ void write_npy(const std::filesystem::path& file, const torch::Tensor& values) {
   });
 }
 
+std::ifstream open_to_read(const std::filesystem::path& file, const std::string& what) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(file, ec)) throw Error(file, "is a folder, not a " + what);
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw Error(file, "cannot open " + what + (std::filesystem::exists(file, ec) ? "" : ": no such file"));
+  return in;
+}
+
+void refuse_overwriting_input(const std::string& option, const std::filesystem::path& out,
+                              const std::vector<std::filesystem::path>& inputs) {
+  std::error_code ec;
+  for (const auto& input : inputs)
+    if (std::filesystem::equivalent(out, input, ec))  // false, with ec set, when either does not exist
+      throw OptionError(option, out.lexically_normal() == input.lexically_normal()
+                                    ? out.string() + " is an input of this job"
+                                    : out.string() + " is the same file as " + input.string() + ", an input of this job");
+}
+
 void ensure_output_folder(const std::filesystem::path& folder) {
   std::error_code ec;
   if (std::filesystem::exists(folder) && !std::filesystem::is_directory(folder))

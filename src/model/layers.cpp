@@ -11,8 +11,8 @@ namespace {
 
 // LibTorch 1.13's max_unpool2d has no bf16 kernel on the CPU, so unpooling has its own: a scatter
 // (forward) and a gather (backward) over the 2x2 windows, in NCHW or channels-last.
-// Work is split by pooled row: each pooled row owns output rows 2r and 2r+1, which it zeroes and
-// fills, so threads never touch the same memory.
+// Work is split so that threads never touch the same memory: channels-last by pooled row (each owns
+// output rows 2r and 2r+1, which it zeroes and fills), NCHW by (image, channel) plane.
 enum class Direction { Scatter, Gather };
 
 // `pooled` (N,C,h,w) and `full` (N,C,H,W) share one memory format; `indices` are flat h*W+w positions

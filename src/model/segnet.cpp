@@ -47,9 +47,18 @@ LayerPlan layer_plan(Model model) {
   throw Error("unknown model");
 }
 
+void check_training_size(Model model, int64_t height, int64_t width) {
+  const int64_t stages = static_cast<int64_t>(layer_plan(model).encoder.size()), shrink = int64_t{1} << (stages - 1);
+  const auto deepest = [&](int64_t side) { return (side + shrink - 1) / shrink; };
+  if (deepest(height) * deepest(width) < 2)
+    throw OptionError("size", std::to_string(height) + "x" + std::to_string(width) + " leaves " + to_string(model) +
+                                  "'s deepest stage one pixel, too few for batch norm in training: one side must exceed " +
+                                  std::to_string(shrink));
+}
+
 void validate(const SegNetOptions& options) {
-  if (options.num_classes() < 1 || options.num_classes() >= kMaxClasses)
-    throw OptionError("num_classes", "must be 1.." + std::to_string(kMaxClasses - 1) + ", got " +
+  if (options.num_classes() < 1 || options.num_classes() > kMaxClasses)
+    throw OptionError("num_classes", "must be 1.." + std::to_string(kMaxClasses) + ", got " +
                                          std::to_string(options.num_classes()));
   const size_t stages = layer_plan(options.model()).encoder.size();
   if (!options.dilation().empty() && options.dilation().size() != stages)
@@ -108,7 +117,7 @@ SegNetImpl::SegNetImpl(const SegNetOptions& options) : options_(options) {
   const LayerPlan arch = layer_plan(options.model());
   const int64_t stages = static_cast<int64_t>(arch.encoder.size());
   const std::vector<int64_t> dilation = options.dilation().empty() ? std::vector<int64_t>(stages, 1) : options.dilation();
-  int64_t channels = options.in_channels();
+  int64_t channels = kImageChannels;
   for (int64_t i = 0; i < stages; ++i) {
     const bool dropout = i >= stages - arch.dropout_stages;
     encoder_.push_back(register_module("encoder" + std::to_string(i + 1),
@@ -162,8 +171,6 @@ void SegNetImpl::set_mc_dropout(bool enabled) {
 
 bool SegNetImpl::has_dropout() const { return layer_plan(options_.model()).dropout_stages > 0; }
 
-// Unpooling, bilinear interpolation and dropout multiply nothing; dilation spreads a kernel's taps
-// without adding any.
 SegNet copy_model(const SegNet& source) {
   SegNet copy(source->options());
   torch::NoGradGuard no_grad;
@@ -173,10 +180,12 @@ SegNet copy_model(const SegNet& source) {
   return copy;
 }
 
+// Unpooling, bilinear interpolation and dropout multiply nothing; dilation spreads a kernel's taps
+// without adding any.
 int64_t multiply_adds(const SegNetOptions& options, int64_t height, int64_t width) {
   const LayerPlan arch = layer_plan(options.model());
   const bool transposed = options.upsampling() == Upsampling::Transposed;
-  int64_t macs = 0, in = options.in_channels(), h = height, w = width;
+  int64_t macs = 0, in = kImageChannels, h = height, w = width;
   auto convs = [&](const std::vector<int64_t>& channels, int64_t kernel) {
     for (int64_t out : channels) macs += h * w * in * out * kernel * kernel, in = out;
   };

@@ -59,19 +59,23 @@ std::mutex& plplot_mutex() {
   return m;
 }
 
+// The check, with plplot_mutex() held: plinit exits the process when the driver is missing.
+void require_memcairo(const std::filesystem::path& png) {
+  std::vector<const char*> menu_entries(128), device_names(128);
+  const char** menus = menu_entries.data();
+  const char** names = device_names.data();
+  PLINT count = static_cast<PLINT>(device_names.size());  // in: room; out: devices
+  plgDevs(&menus, &names, &count);
+  bool found = false;
+  for (PLINT i = 0; i < count; ++i) found = found || std::strcmp(names[i], "memcairo") == 0;
+  if (!found) throw Error(png, "cannot draw: PLplot's Cairo driver is not installed (Debian: plplot-driver-cairo)");
+}
+
 // One PLplot stream drawing into an RGB image of `size`.
 class Canvas {
  public:
   Canvas(cv::Size size, const std::filesystem::path& png) : lock_(plplot_mutex()), image_(size, CV_8UC3, cv::Scalar::all(255)) {
-    // plinit exits the process when the driver is missing: check first.
-    std::vector<const char*> menu_entries(128), device_names(128);
-    const char** menus = menu_entries.data();
-    const char** names = device_names.data();
-    PLINT count = static_cast<PLINT>(device_names.size());  // in: room; out: devices
-    plgDevs(&menus, &names, &count);
-    bool found = false;
-    for (PLINT i = 0; i < count; ++i) found = found || std::strcmp(names[i], "memcairo") == 0;
-    if (!found) throw Error(png, "cannot draw: PLplot's Cairo driver is not installed (Debian: plplot-driver-cairo)");
+    require_memcairo(png);
     plgstrm(&previous_);
     plmkstrm(&stream_);
     plsdev("memcairo");
@@ -201,6 +205,11 @@ void epoch_box(const EpochAxis& axis, const char* y_options, double y_step) {
 }
 
 }  // namespace
+
+void require_chart_driver(const std::filesystem::path& png) {
+  const std::lock_guard<std::mutex> lock(plplot_mutex());
+  require_memcairo(png);
+}
 
 void draw_training_curves(const std::vector<EpochMetrics>& rows, const std::filesystem::path& png) {
   if (rows.empty()) throw Error(png, "cannot draw training curves of no epochs");

@@ -1,5 +1,6 @@
 // What the charts are drawn from: a run's metrics.csv and eval's JSON.
 #include <segnet/error.h>
+#include <segnet/files.h>
 #include <segnet/report.h>
 
 #include <nlohmann/json.hpp>
@@ -46,8 +47,7 @@ bool parse_number(const std::string& text, double& value) {
 std::vector<EpochMetrics> read_metrics_csv(const fs::path& file) {
   std::error_code ec;
   if (!fs::exists(file, ec)) throw Error(file, "does not exist (not a training run folder?)");
-  std::ifstream in(file);
-  if (!in) throw Error(file, "cannot open");
+  std::ifstream in = open_to_read(file, "metrics file");
   std::string line;
   if (!std::getline(in, line) || line.empty()) throw Error(file, "is empty: expected a header line of column names");
   const auto header = split_csv(line);
@@ -109,16 +109,11 @@ std::optional<nlohmann::json> read_json(const fs::path& file) {
 
 }  // namespace
 
-bool is_eval_json(const fs::path& json) {
-  const auto j = read_json(json);
-  return j && j->is_object() && j->contains("confusion");
-}
-
 EvalCharts draw_eval_charts_from_json(const fs::path& json) {
   const auto j = read_json(json);
   if (!j) throw Error(json, "cannot read as JSON");
   if (!j->is_object() || !j->contains("confusion") || !(*j)["confusion"].is_array())
-    throw Error(json, "holds no \"confusion\": not written by segnet eval");
+    throw Error(json, "holds no \"confusion\": not an evaluation's JSON");
   const auto& rows = (*j)["confusion"];
   const int64_t n = static_cast<int64_t>(rows.size());
   if (n < 1) throw Error(json, "\"confusion\" is empty");
@@ -156,9 +151,14 @@ std::vector<fs::path> write_run_report(const fs::path& run) {
   std::vector<fs::path> written = {curves_path(run)};
   draw_training_curves(rows, written.front());
   std::vector<fs::path> jsons;
-  for (const auto& entry : fs::directory_iterator(run))
-    if (entry.is_regular_file() && entry.path().extension() == ".json" && is_eval_json(entry.path()))
-      jsons.push_back(entry.path());
+  for (const auto& entry : fs::directory_iterator(run)) {
+    const fs::path& file = entry.path();
+    // Hidden files are atomic writes' temporaries.
+    if (!entry.is_regular_file() || file.extension() != ".json" || file.filename().string()[0] == '.') continue;
+    const auto j = read_json(file);
+    if (!j) throw Error(file, "is not valid JSON (cut short?)");
+    if (j->is_object() && j->contains("confusion")) jsons.push_back(file);
+  }
   std::sort(jsons.begin(), jsons.end());
   for (const auto& json : jsons) {
     const auto charts = draw_eval_charts_from_json(json);

@@ -9,27 +9,35 @@
 
 #include <cmath>
 #include <fstream>
+#include <type_traits>
 
 namespace segnet {
 
 namespace {
 
-template <class E>
-E choice_of(const nlohmann::json& options, const std::string& key) {
-  const std::string name = options.at(key).get<std::string>();
-  const auto value = choice_from_name<E>(name);
-  if (!value) throw OptionError(key, "'" + name + "' is not one of " + choice_list<E>());
-  return *value;
-}
-
 template <class T>
 void read(const nlohmann::json& options, const std::string& key, T& field) {
   if (!options.contains(key)) return;
+  const nlohmann::json& value = options.at(key);
+  // get<> would truncate 2.5 to 2 and wrap -5 around for an unsigned field.
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>)
+    if (!(std::is_signed_v<T> ? value.is_number_integer() : value.is_number_unsigned()))
+      throw OptionError(key, "must be a whole number" + std::string(std::is_signed_v<T> ? "" : " >= 0") +
+                                 " in the configuration (" + value.dump() + ")");
   try {
-    field = options.at(key).get<T>();
+    field = value.get<T>();
   } catch (const nlohmann::json::exception&) {
     throw OptionError(key, "has the wrong type in the configuration (" + options.at(key).dump() + ")");
   }
+}
+
+template <class E>
+E choice_of(const nlohmann::json& options, const std::string& key) {
+  std::string name;
+  read(options, key, name);
+  const auto value = choice_from_name<E>(name);
+  if (!value) throw OptionError(key, "'" + name + "' is not one of " + choice_list<E>());
+  return *value;
 }
 
 template <class T>
@@ -132,7 +140,11 @@ TrainOptions options_from_json(const nlohmann::json& options, TrainOptions o) {
     const auto& w = options.at("class_weights");
     if (w == "median") o.class_weights = ClassWeights::median_frequency();
     else if (w == "none") o.class_weights = ClassWeights::uniform();
-    else if (w.is_array()) o.class_weights = ClassWeights::of(w.get<std::vector<float>>());
+    else if (w.is_array()) {
+      std::vector<float> given;
+      read(options, "class_weights", given);
+      o.class_weights = ClassWeights::of(std::move(given));
+    }
     else throw OptionError("class_weights", "must be \"median\", \"none\" or a list of weights");
   }
   optional("num_classes", o.num_classes);
@@ -178,13 +190,16 @@ nlohmann::json run_config(const TrainOptions& o, const ModelInfo& info, const Da
 
 std::optional<nlohmann::json> read_run_options(const std::filesystem::path& config) {
   if (!std::filesystem::exists(config)) return std::nullopt;
+  if (!std::filesystem::is_regular_file(config)) throw Error(config, "is not a file");
   std::ifstream in(config);
+  nlohmann::json j;
   try {
-    const nlohmann::json j = nlohmann::json::parse(in);
-    return j.contains("options") ? j.at("options") : j;
+    j = nlohmann::json::parse(in);
   } catch (const nlohmann::json::exception& e) {
     throw Error(config, std::string("is not valid JSON: ") + e.what());
   }
+  if (!j.is_object()) throw Error(config, "holds no training options (expected a JSON object)");
+  return j.contains("options") ? j.at("options") : j;
 }
 
 void check_same_options(const std::filesystem::path& config, const nlohmann::json& run, const TrainOptions& o) {

@@ -28,8 +28,8 @@ std::string losses_for(Task task) {
 
 namespace {
 
-// The weighted mean of per-pixel terms (0 at void pixels) over non-void pixels, with w(y) the true
-// class's weight; 0 when every pixel is void (the denominator's floor only acts then).
+// The weighted mean of finite per-pixel terms over non-void pixels (void pixels weigh 0), with w(y) the
+// true class's weight; 0 when every pixel is void (the denominator's floor only acts then).
 torch::Tensor weighted_pixel_mean(const torch::Tensor& per_pixel, const torch::Tensor& labels, const torch::Tensor& weights) {
   const auto valid = labels != kIgnoreLabel;
   const auto w = weights.index({labels.masked_fill(~valid, 0)}) * valid;
@@ -99,9 +99,8 @@ torch::Tensor segmentation_loss(const torch::Tensor& logits, const torch::Tensor
   const auto z = logits.squeeze(1);
   torch::Tensor loss = torch::zeros({}, logits.options());
   if (o.loss == Loss::BinaryCrossEntropy || o.loss == Loss::BinaryCrossEntropyDice) {
-    const auto w = o.class_weights.index({labels.clamp_max(1)}) * valid;
     const auto per_pixel = F::binary_cross_entropy_with_logits(z, target, F::BinaryCrossEntropyWithLogitsFuncOptions().reduction(torch::kNone));
-    loss = loss + (per_pixel * w).sum() / w.sum().clamp_min(1e-6);
+    loss = loss + weighted_pixel_mean(per_pixel, labels, o.class_weights);
   }
   if (o.loss == Loss::Dice || o.loss == Loss::BinaryCrossEntropyDice) {
     const auto p = torch::sigmoid(z) * valid, t = target * valid;

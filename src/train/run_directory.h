@@ -27,11 +27,10 @@ class RunDirectory {
   // records the new epoch count.
   void rewind(int64_t epoch, int64_t epochs) const;
 
-  // Appends the epoch's row, saves last.pt and, when `record.best`, best.pt.
+  // Appends the epoch's row, saves last.pt and, when `record.best`, best.pt, and redraws curves.png.
   void record(const EpochRecord& record, const ModelInfo& info, const TrainState& state, SegNet& model,
               const torch::optim::Optimizer& optimizer, SegNet* teacher) const;
 
-  const std::filesystem::path& folder() const { return folder_; }
   std::filesystem::path last() const { return folder_ / "last.pt"; }
   std::filesystem::path best() const { return folder_ / "best.pt"; }
   std::filesystem::path metrics() const { return folder_ / "metrics.csv"; }

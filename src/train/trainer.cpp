@@ -3,6 +3,7 @@
 #include <segnet/evaluate.h>
 #include <segnet/metrics.h>
 #include <segnet/pretrained.h>
+#include <segnet/report.h>
 #include <segnet/runtime.h>
 #include <segnet/train.h>
 
@@ -241,13 +242,15 @@ void validate(const TrainOptions& o) {
   if (o.epochs < 1) throw OptionError("epochs", "must be at least 1");
   if (o.precision == Precision::Int8) throw OptionError("precision", "int8 is for inference only; train in fp32 or bf16");
   if (o.batch < 1) throw OptionError("batch", "must be at least 1");
-  if (o.lr && !(*o.lr > 0)) throw OptionError("lr", "must be positive");
-  if (!(o.weight_decay >= 0)) throw OptionError("weight_decay", "must be at least 0");
+  if (o.lr && !(*o.lr > 0 && std::isfinite(*o.lr))) throw OptionError("lr", "must be positive and finite");
+  if (!(o.weight_decay >= 0 && std::isfinite(o.weight_decay)))
+    throw OptionError("weight_decay", "must be finite and at least 0");
   if (o.loss && !loss_fits(*o.loss, o.task))
     throw OptionError("loss", "'" + to_string(*o.loss) + "' does not train a " + to_string(o.task) +
                                   " task (" + to_string(o.task) + ": " + losses_for(o.task) + ")");
   if (o.size.height < 1 || o.size.width < 1 || o.size.height > 16384 || o.size.width > 16384)
     throw OptionError("size", to_string(o.size) + " is impossible (each side must be 1..16384)");
+  check_training_size(o.model, o.size.height, o.size.width);
   validate(o.augment);
   if (o.out.empty()) throw OptionError("out", "is needed: the run folder");
   const PseudoLabelOptions& p = o.pseudo;
@@ -271,9 +274,16 @@ void validate(const TrainOptions& o) {
   if (!o.label_map.empty() && o.void_label) throw OptionError("void_label", "the label map says which values are void");
   if (!o.void_colors.empty() && o.label_format != LabelFormat::Color)
     throw OptionError("void_colors", "apply to colour masks only");
+  if (o.void_label && o.label_format == LabelFormat::Color)
+    throw OptionError("void_label", "colour masks mark void with void_colors");
+  for (const float w : o.class_weights.given)
+    if (!(std::isfinite(w) && w >= 0))
+      throw OptionError("class_weights", std::to_string(w) + " is not a finite weight >= 0");
   if (o.accumulate < 1) throw OptionError("accumulate", "must be at least 1");
   const DistributedOptions& d = o.distributed;
-  if (d.world_size < 1) throw OptionError("distributed.world_size", "must be at least 1");
+  if (d.world_size < 1 || d.world_size > kMaxProcesses)
+    throw OptionError("distributed.world_size",
+                      "must be in 1.." + std::to_string(kMaxProcesses) + ", got " + std::to_string(d.world_size));
   if (d.rank < 0 || d.rank >= d.world_size)
     throw OptionError("distributed.rank", std::to_string(d.rank) + " is not in 0.." + std::to_string(d.world_size - 1) +
                                               " (world size " + std::to_string(d.world_size) + ")");
@@ -300,6 +310,7 @@ std::vector<EpochRecord> train(const TrainOptions& o, const TrainCallbacks& call
   std::vector<SamplePaths> train_samples, val_samples, unlabeled;
   std::exception_ptr failure;
   try {
+    if (writer) require_chart_driver(curves_path(o.out));
     train_samples = find_samples(o.data, o.train_list);
     val_samples = validation_samples(o);
     if (!o.pseudo.unlabeled.empty()) unlabeled = find_unlabeled(o.data, o.pseudo.unlabeled);

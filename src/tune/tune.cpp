@@ -3,6 +3,7 @@
 #include <segnet/report.h>
 #include <segnet/tune.h>
 
+#include "common/clock.h"
 #include "common/format_number.h"
 
 #include <algorithm>
@@ -119,10 +120,6 @@ void write_table(const TuneOptions& t, const std::vector<TrialRecord>& trials) {
   write_text(t.out / "tune.csv", csv.str());
 }
 
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
 }  // namespace
 
 SearchSpace search_space_from_json(const nlohmann::json& j, SearchSpace s) {
@@ -165,8 +162,9 @@ nlohmann::json search_space_to_json(const SearchSpace& s) {
 void validate(const TuneOptions& t) {
   if (t.out.empty()) throw OptionError("out", "is needed: the search's folder");
   if (t.trials < 0) throw OptionError("trials", "must be at least 0");
-  if (!(t.budget_minutes >= 0)) throw OptionError("budget_minutes", "must be at least 0");
-  if (t.trials == 0 && t.budget_minutes == 0) throw OptionError("trials", "or budget_minutes is needed");
+  if (!(t.budget_minutes >= 0 && std::isfinite(t.budget_minutes)))
+    throw OptionError("budget_minutes", "must be a number of minutes, at least 0");
+  if (t.trials == 0 && t.budget_minutes == 0) throw OptionError("trials", "is needed without a budget of minutes");
   if (t.min_epochs < 1) throw OptionError("min_epochs", "must be at least 1");
   if (t.eta < 2) throw OptionError("eta", "must be at least 2");
   if (t.rungs < 1) throw OptionError("rungs", "must be at least 1");
@@ -185,6 +183,9 @@ void validate(const TuneOptions& t) {
 
 TuneReport tune(const TuneOptions& t, const TuneCallbacks& callbacks) {
   validate(t);
+  if (!t.base.val_list && !fs::exists(t.base.data / "val.txt"))  // before a trial trains for nothing
+    throw OptionError("val_list", "is needed: trials are ranked by their val mIoU, and " +
+                                      (t.base.data / "val.txt").string() + " does not exist");
   const auto start = std::chrono::steady_clock::now();
   ensure_output_folder(t.out);
   SearchState state = read_or_start(t);

@@ -31,6 +31,7 @@ void run_bench(BenchArgs& a) {
   b.precision = a.compute.precision;
   b.size = parse_size("--size", a.size);
   b.train = a.mode == "train";
+  if (!a.json.empty()) refuse_overwriting_input("json", a.json, {b.checkpoint, b.image});
   const BenchResult r = run_benchmark(b);
   std::printf("%s %s %s batch %lld at %s, %d threads: %.3f images/s, %.1f ms/image, %.1f GFLOP/s, peak RSS %.0f MB\n",
               to_string(r.model).c_str(), a.mode.c_str(), to_string(b.precision).c_str(), static_cast<long long>(b.batch),
@@ -54,7 +55,7 @@ Command add_bench(CLI::App& app) {
   cmd->add_option("--mode", a->mode, "train | infer")->capture_default_str()->check(CLI::IsMember({"train", "infer"}));
   cmd->add_option("--iters", b.iters, "timed iterations")->capture_default_str();
   cmd->add_option("--warmup", b.warmup)->capture_default_str();
-  cmd->add_option("--classes", b.num_classes)->capture_default_str();
+  cmd->add_option("--num-classes", b.num_classes)->capture_default_str();
   cmd->add_option("--json", a->json, "write the results here");
   cmd->add_flag("--profile", b.profile, "time each stage and operator");
   cmd->add_option("--checkpoint", b.checkpoint, "infer: time this trained network (and its int8 ranges), not random weights");

@@ -46,7 +46,19 @@ void run_eval(EvalArgs& a, const CLI::App* cmd) {
   const std::filesystem::path list = a.data / a.list;
   const bool listed = std::filesystem::exists(list);
   if (!listed && cmd->get_option("--list")->count() > 0) throw OptionError("list", list.string() + " does not exist");
+  if (!a.json.empty()) {
+    refuse_overwriting_input("json", a.json, {a.checkpoint, list, a.data / "classes.csv"});
+    require_chart_driver(eval_chart_paths(a.json).confusion);
+  }
   Segmenter segmenter = Segmenter::from_checkpoint(a.checkpoint, a.compute.setup(), a.inference);
+  // Labels are scored as the checkpoint's class ids: a dataset of other classes would be scored wrongly.
+  const std::filesystem::path classes_csv = a.data / "classes.csv";
+  if (!segmenter.info().binary() && std::filesystem::exists(classes_csv)) {
+    const size_t classes = read_classes_csv(classes_csv).size(), trained = segmenter.info().classes.size();
+    if (classes != trained)
+      throw Error(classes_csv, "has " + std::to_string(classes) + " classes, and " + a.checkpoint +
+                                   " was trained on " + std::to_string(trained));
+  }
   const auto samples = find_samples(a.data, a.list);
   // Without a list, every image/mask pair is scored: training images too, if they are in the folders.
   if (listed) std::printf("scoring %zu images of %s\n", samples.size(), list.c_str());
@@ -66,8 +78,8 @@ void run_eval(EvalArgs& a, const CLI::App* cmd) {
   if (binary) j["inference"]["threshold"] = o.threshold;
   binary ? print_binary_metrics(j) : print_metrics(j);
   if (a.json.empty()) return;
-  write_text(a.json, j.dump(2) + "\n");
-  // The charts beside the JSON, named after it (segnet report draws them again from the JSON).
+  // The charts beside the JSON, named after it (segnet report draws them again from the JSON); first,
+  // so that a chart that cannot be written leaves an existing JSON as it was.
   std::vector<std::string> names;
   for (const auto& c : segmenter.info().classes) names.push_back(c.name);
   if (static_cast<int64_t>(names.size()) != matrix.num_classes()) {
@@ -76,6 +88,7 @@ void run_eval(EvalArgs& a, const CLI::App* cmd) {
       names.push_back(binary ? (i == 0 ? "background" : "foreground") : "class" + std::to_string(i));
   }
   const auto charts = draw_eval_charts(matrix, names, a.json);
+  write_text(a.json, j.dump(2) + "\n");
   std::printf("wrote %s, %s and %s\n", a.json.c_str(), charts.confusion.c_str(), charts.class_iou.c_str());
 }
 

@@ -2,7 +2,9 @@
 #include "cli.h"
 
 #include <segnet/checkpoint.h>
+#include <segnet/error.h>
 #include <segnet/export.h>
+#include <segnet/files.h>
 
 #include <cstdio>
 #include <memory>
@@ -24,9 +26,12 @@ Command add_export(CLI::App& app) {
   cmd->add_option("--checkpoint", a->checkpoint)->required();
   cmd->add_option("--out", a->out, "the .onnx file to write")->required();
   add_choice(cmd, "--output", a->options.output, "what the model outputs");
-  add_choice(cmd, "--label-type", a->options.label_type, "element type of --output labels");
+  auto* label_type = add_choice(cmd, "--label-type", a->options.label_type, "element type of --output labels");
   cmd->add_flag("--dynamic-size", a->options.dynamic_size, "free height and width (default: the training size)");
-  return {cmd, [a] {
+  return {cmd, [a, label_type] {
+            if (label_type->count() > 0 && a->options.output != ExportOutput::Labels)
+              throw Error("--label-type: applies to --output labels only");
+            refuse_overwriting_input("out", a->out, {a->checkpoint});
             const Checkpoint ck = load_checkpoint(a->checkpoint);
             const auto report = export_onnx(ck.info, ck.model, a->out, a->options);
             std::printf("wrote %s: %s, opset %lld, IR version %lld, %lld nodes, %lld bytes\n", a->out.c_str(),

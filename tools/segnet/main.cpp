@@ -29,16 +29,14 @@ int main(int argc, char** argv) {
                                               cli::add_report(app),       cli::add_tune(app),
                                               cli::add_calibrate(app)};
   try {
-    app.parse(argc, argv);
+    app.parse(argc, argv);  // option callbacks may throw segnet's errors too
+    for (const auto& command : commands)
+      if (command.app->parsed()) command.run();
   } catch (const CLI::Success& e) {  // --help
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::fprintf(stderr, "segnet: error: %s (see --help)\n", e.what());
     return e.get_exit_code();
-  }
-  try {
-    for (const auto& command : commands)
-      if (command.app->parsed()) command.run();
   } catch (const OptionError& e) {
     std::fprintf(stderr, "segnet: error: %s: %s\n", cli::flag_for(e.option()).c_str(), e.problem().c_str());
     return 1;

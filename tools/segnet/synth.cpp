@@ -22,7 +22,7 @@ Command add_synth(CLI::App& app) {
   cmd->add_option("--out", s.out)->required();
   cmd->add_option("--count", s.count)->capture_default_str();
   cmd->add_option("--size", a->size)->capture_default_str();
-  cmd->add_option("--seed", s.seed)->capture_default_str();
+  cmd->add_option("--seed", s.seed)->capture_default_str()->check(kUnsigned);
   cmd->add_flag("--binary", s.binary, "0/255 foreground masks instead of class ids");
   return {cmd, [a] {
             a->options.size = parse_size("--size", a->size);

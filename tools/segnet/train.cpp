@@ -44,9 +44,12 @@ Rgb parse_color(const std::string& text) {
   return {uint8_t(r), uint8_t(g), uint8_t(b)};
 }
 
-// Options not given on the command line are taken from `saved` (a run's config.json, or --config).
-void fill_from_saved(const CLI::App* cmd, TrainOptions& o, const nlohmann::json& saved) {
-  nlohmann::json merged = saved;
+// Options not given on the command line are taken from the options in `file` (a run's config.json,
+// or --config); a bad one is an Error naming the file and the option's key.
+void fill_from_saved(const CLI::App* cmd, TrainOptions& o, const std::filesystem::path& file) {
+  const auto saved = read_run_options(file);
+  if (!saved) throw Error(file, "does not exist");
+  nlohmann::json merged = *saved;
   const auto flag_given = [cmd](const std::string& name) {
     const CLI::Option* flag = cmd->get_option_no_throw(name);
     return flag && flag->count() > 0;
@@ -54,7 +57,11 @@ void fill_from_saved(const CLI::App* cmd, TrainOptions& o, const nlohmann::json&
   const nlohmann::json given = options_to_json(o);
   for (const auto& [key, value] : given.items())
     if (flag_given(flag_for(key)) || (key.rfind("augment.", 0) == 0 && flag_given("--augment"))) merged[key] = value;
-  o = options_from_json(merged, o);
+  try {
+    o = options_from_json(merged, o);
+  } catch (const OptionError& e) {
+    throw Error(file, e.what());
+  }
 }
 
 }  // namespace
@@ -108,22 +115,25 @@ void resolve_training_options(TrainArgs& a, const CLI::App* cmd) {
   else if (a.class_weights == "none") o.class_weights = ClassWeights::uniform();
   else o.class_weights = ClassWeights::of(read_class_weights(a.class_weights));
   o.command_line = command_line();
-  if (!a.config.empty()) {
-    const auto saved = read_run_options(a.config);
-    if (!saved) throw OptionError("config", a.config.string() + " does not exist");
-    fill_from_saved(cmd, o, *saved);
-  }
+  if (!a.config.empty()) fill_from_saved(cmd, o, a.config);
+  if (o.pseudo.unlabeled.empty())
+    for (const char* flag : {"--pseudo-weight", "--pseudo-threshold", "--pseudo-class-share", "--pseudo-scale-range",
+                             "--pseudo-mix", "--pseudo-adapt-statistics", "--pseudo-rampup", "--ema-decay"})
+      if (cmd->get_option(flag)->count() > 0)
+        throw Error(std::string(flag) + ": applies to pseudo-label training only, which --unlabeled starts");
 }
 
 namespace {
 
 void run_train(TrainArgs& a, const CLI::App* cmd) {
   TrainOptions& o = a.options;
+  if (o.resume && !a.config.empty()) throw Error("--config: a resumed run keeps the options of its own config.json");
   resolve_training_options(a, cmd);
   o.distributed = distributed_options(a);
   if (a.resume_if_exists && std::filesystem::exists(o.out / "last.pt")) o.resume = true;
-  if (o.resume)
-    if (const auto saved = read_run_options(o.out / "config.json")) fill_from_saved(cmd, o, *saved);
+  if (o.resume && !std::filesystem::exists(o.out / "last.pt"))
+    throw Error(o.out / "last.pt", "does not exist: no run to resume in " + o.out.string());
+  if (o.resume && std::filesystem::exists(o.out / "config.json")) fill_from_saved(cmd, o, o.out / "config.json");
 
   const auto records = train(o, o.distributed.rank == 0 ? progress_callbacks() : TrainCallbacks{});
   if (o.distributed.rank != 0) return;  // rank 0 speaks for the run
@@ -205,7 +215,7 @@ void add_training_flags(CLI::App* cmd, TrainArgs& a) {
                "the student's views of unlabelled images also move batch norm's running statistics");
   cmd->add_option("--pseudo-rampup", t.pseudo.rampup_epochs, "epochs over which lambda ramps up")->capture_default_str();
   cmd->add_option("--ema-decay", t.pseudo.ema_decay, "teacher's exponential moving average")->capture_default_str();
-  cmd->add_option("--seed", t.seed)->capture_default_str();
+  cmd->add_option("--seed", t.seed)->capture_default_str()->check(kUnsigned);
   a.compute.add_to(cmd);
 }
 

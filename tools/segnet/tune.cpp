@@ -39,9 +39,9 @@ std::string settings(const TrialRecord& r) {
 
 // `segnet train` with the tune command's own flags, less the search's, plus the best trial's settings.
 std::string train_command(const TrialRecord& best, const std::filesystem::path& out) {
-  static const std::set<std::string> dropped = {"--out",   "--trials", "--budget-minutes", "--min-epochs", "--eta",
-                                                "--rungs", "--space",  "--lr",             "--weight-decay",
-                                                "--batch", "--augment", "--class-weights", "--epochs"};
+  // The searched settings' flags are refused by run_tune, so they are not among these.
+  static const std::set<std::string> dropped = {"--out", "--trials", "--budget-minutes", "--min-epochs",
+                                                "--eta", "--rungs",  "--space"};
   const auto& args = command_line();
   std::string command = "segnet train";
   for (size_t k = 2; k < args.size(); ++k) {  // after "segnet tune"
@@ -59,15 +59,22 @@ std::string train_command(const TrialRecord& best, const std::filesystem::path& 
 void run_tune(TuneArgs& a, const CLI::App* cmd) {
   if (cmd->get_option("--epochs")->count() > 0)
     throw Error("--epochs: tune sets each trial's epochs (--min-epochs, --eta, --rungs)");
+  for (const char* searched : {"--lr", "--weight-decay", "--batch", "--augment", "--class-weights"})
+    if (cmd->get_option(searched)->count() > 0)
+      throw Error(std::string(searched) + ": tune searches it (set its range with --space)");
   resolve_training_options(a.train, cmd);
   TuneOptions& t = a.tune;
   t.base = a.train.options;
   if (!a.space.empty()) {
     std::ifstream in(a.space);
-    if (!in) throw Error(a.space, "cannot be opened");
+    if (!std::filesystem::is_regular_file(a.space) || !in) throw Error(a.space, "cannot be opened as a file");
     const nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded()) throw Error(a.space, "is not valid JSON");
-    t.space = search_space_from_json(j);
+    try {
+      t.space = search_space_from_json(j);
+    } catch (const Error& e) {
+      throw Error(a.space, e.what());
+    }
   }
   TuneCallbacks callbacks;
   callbacks.trial_starts = [](const TrialRecord& r, int64_t epochs) {
