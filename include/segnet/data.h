@@ -25,6 +25,11 @@ struct Size2 {
   int64_t width = 0;
 };
 std::string to_string(Size2 size);
+// Each side 1..kMaxImageSide: what training sizes, checkpoints and --size may hold.
+constexpr int64_t kMaxImageSide = 16384;
+inline bool is_image_size(Size2 s) {
+  return s.height >= 1 && s.width >= 1 && s.height <= kMaxImageSide && s.width <= kMaxImageSide;
+}
 
 struct ClassInfo {
   std::string name;

@@ -16,6 +16,11 @@ namespace segnet {
 ConfusionMatrix evaluate(Segmenter& segmenter, const std::vector<SamplePaths>& samples, const LabelSpec& spec,
                          const std::function<void(size_t, size_t)>& progress = {});
 
+// Labels are scored as the model's class ids: a dataset folder whose classes.csv lists another number
+// of classes (its void value could be one of the model's classes) is an Error naming classes.csv.
+// Binary models, and folders without classes.csv, pass.
+void check_dataset_classes(const ModelInfo& info, const std::filesystem::path& data);
+
 // global_acc, class_avg_acc, miou, mdice, mfscore, fwiou, per_class [{name, iou, acc, dice, precision,
 // fscore}], confusion (rows = truth); see ConfusionMatrix. Undefined values are null.
 nlohmann::json metrics_json(const ConfusionMatrix& matrix, const std::vector<ClassInfo>& classes);

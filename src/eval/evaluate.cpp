@@ -1,3 +1,4 @@
+#include <segnet/error.h>
 #include <segnet/evaluate.h>
 
 #include "common/prefetch.h"
@@ -7,6 +8,15 @@
 #include <cmath>
 
 namespace segnet {
+
+void check_dataset_classes(const ModelInfo& info, const std::filesystem::path& data) {
+  const std::filesystem::path csv = data / "classes.csv";
+  if (info.binary() || !std::filesystem::exists(csv)) return;
+  const size_t classes = read_classes_csv(csv).size();
+  if (classes != info.classes.size())
+    throw Error(csv, "has " + std::to_string(classes) + " classes; the model was trained on " +
+                         std::to_string(info.classes.size()));
+}
 
 ConfusionMatrix evaluate(Segmenter& segmenter, const std::vector<SamplePaths>& samples, const LabelSpec& spec,
                          const std::function<void(size_t, size_t)>& progress) {

@@ -96,7 +96,7 @@ void from_json(const nlohmann::json& j, ModelInfo& info, TrainState& state) {
   info.norm.std = j.at("std");
   info.class_weights = j.at("class_weights").get<std::vector<float>>();
   // What inference and fine-tuning would otherwise meet as an allocation failure or a NaN loss.
-  if (info.size.height < 1 || info.size.width < 1 || info.size.height > 16384 || info.size.width > 16384)
+  if (!is_image_size(info.size))
     throw std::invalid_argument("its training size " + to_string(info.size) + " is impossible");
   for (const double s : info.norm.std)
     if (!(std::isfinite(s) && s > 0)) throw std::invalid_argument("its normalisation has a std that is not positive");

@@ -27,7 +27,7 @@ void read(const nlohmann::json& options, const std::string& key, T& field) {
   try {
     field = value.get<T>();
   } catch (const nlohmann::json::exception&) {
-    throw OptionError(key, "has the wrong type in the configuration (" + options.at(key).dump() + ")");
+    throw OptionError(key, "has the wrong type in the configuration (" + value.dump() + ")");
   }
 }
 

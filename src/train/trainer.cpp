@@ -248,8 +248,8 @@ void validate(const TrainOptions& o) {
   if (o.loss && !loss_fits(*o.loss, o.task))
     throw OptionError("loss", "'" + to_string(*o.loss) + "' does not train a " + to_string(o.task) +
                                   " task (" + to_string(o.task) + ": " + losses_for(o.task) + ")");
-  if (o.size.height < 1 || o.size.width < 1 || o.size.height > 16384 || o.size.width > 16384)
-    throw OptionError("size", to_string(o.size) + " is impossible (each side must be 1..16384)");
+  if (!is_image_size(o.size))
+    throw OptionError("size", to_string(o.size) + " is impossible (each side must be 1.." + std::to_string(kMaxImageSide) + ")");
   check_training_size(o.model, o.size.height, o.size.width);
   validate(o.augment);
   if (o.out.empty()) throw OptionError("out", "is needed: the run folder");

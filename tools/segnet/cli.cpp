@@ -10,7 +10,7 @@
 namespace segnet::cli {
 
 void Compute::add_to(CLI::App* cmd) {
-  cmd->add_option("--threads", threads, "CPU threads (default: $OMP_NUM_THREADS if set, as torchrun sets it, else all cores)");
+  cmd->add_option("--threads", threads, "CPU threads, at most the cores (default: $OMP_NUM_THREADS if set, as torchrun sets it, else all cores)");
   cmd->add_option("--device", device, "cpu or cuda[:K]")->capture_default_str();
   add_choice(cmd, "--precision", precision, "numeric precision of the network");
 }
@@ -56,8 +56,8 @@ Size2 parse_size(const std::string& flag, const std::string& text) {
   Size2 size;
   if (x == std::string::npos || !number(text.substr(0, x), size.height) || !number(text.substr(x + 1), size.width))
     throw Error(flag + ": '" + text + "' is not HxW (e.g. 360x480)");
-  if (size.height < 1 || size.width < 1 || size.height > 16384 || size.width > 16384)
-    throw Error(flag + ": " + text + " is impossible (each side must be 1..16384)");
+  if (!is_image_size(size))
+    throw Error(flag + ": " + text + " is impossible (each side must be 1.." + std::to_string(kMaxImageSide) + ")");
   return size;
 }
 

@@ -56,7 +56,7 @@ CLI::Option* add_choice(CLI::App* cmd, const std::string& flag, std::optional<E>
 // Refuses a minus sign, which CLI11 would wrap around into a huge unsigned value (--seed -1).
 inline const CLI::Validator kUnsigned(
     [](const std::string& text) { return text.find('-') == std::string::npos ? "" : "'" + text + "' is not a whole number >= 0"; },
-    "UINT");
+    "");
 
 // Options every compute command takes.
 struct Compute {

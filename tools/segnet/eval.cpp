@@ -51,14 +51,7 @@ void run_eval(EvalArgs& a, const CLI::App* cmd) {
     require_chart_driver(eval_chart_paths(a.json).confusion);
   }
   Segmenter segmenter = Segmenter::from_checkpoint(a.checkpoint, a.compute.setup(), a.inference);
-  // Labels are scored as the checkpoint's class ids: a dataset of other classes would be scored wrongly.
-  const std::filesystem::path classes_csv = a.data / "classes.csv";
-  if (!segmenter.info().binary() && std::filesystem::exists(classes_csv)) {
-    const size_t classes = read_classes_csv(classes_csv).size(), trained = segmenter.info().classes.size();
-    if (classes != trained)
-      throw Error(classes_csv, "has " + std::to_string(classes) + " classes, and " + a.checkpoint +
-                                   " was trained on " + std::to_string(trained));
-  }
+  check_dataset_classes(segmenter.info(), a.data);
   const auto samples = find_samples(a.data, a.list);
   // Without a list, every image/mask pair is scored: training images too, if they are in the folders.
   if (listed) std::printf("scoring %zu images of %s\n", samples.size(), list.c_str());

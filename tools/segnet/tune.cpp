@@ -66,8 +66,7 @@ void run_tune(TuneArgs& a, const CLI::App* cmd) {
   TuneOptions& t = a.tune;
   t.base = a.train.options;
   if (!a.space.empty()) {
-    std::ifstream in(a.space);
-    if (!std::filesystem::is_regular_file(a.space) || !in) throw Error(a.space, "cannot be opened as a file");
+    std::ifstream in = open_to_read(a.space, "search space");
     const nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded()) throw Error(a.space, "is not valid JSON");
     try {
