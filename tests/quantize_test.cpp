@@ -62,15 +62,6 @@ std::string option_of(const std::function<void()>& f) {
   return "";
 }
 
-// A failed run whose stderr is the one line "segnet: error: ..." naming `subject`.
-::testing::AssertionResult FailsWithOneLineNaming(const segnet::test::CliResult& r, const std::string& subject) {
-  if (r.status == 0) return ::testing::AssertionFailure() << "exit status 0";
-  if (r.err.rfind("segnet: error: ", 0) != 0 || r.err.find('\n') + 1 != r.err.size())
-    return ::testing::AssertionFailure() << "stderr is not one error line:\n" << r.err;
-  if (!contains(r.err, subject)) return ::testing::AssertionFailure() << "error does not name '" << subject << "':\n" << r.err;
-  return ::testing::AssertionSuccess();
-}
-
 }  // namespace
 
 TEST(Quantize, PerChannelWeightsRoundTripWithinHalfAStep) {
@@ -476,19 +467,19 @@ TEST_F(CalibratedModel, BenchTimesATrainedCheckpointOnAnImage) {
   EXPECT_EQ(j["image"], image.string());
   // A checkpoint without ranges for int8, and a checkpoint or image for training, are refused.
   const auto bench = [&](const std::string& args) { return segnet_cli("bench --iters 1 " + args, root_); };
-  EXPECT_TRUE(FailsWithOneLineNaming(bench("--precision int8 --checkpoint " + quote(ck)), "last.pt"));
-  EXPECT_TRUE(FailsWithOneLineNaming(bench("--mode train --checkpoint " + quote(ck)), "--checkpoint"));
-  EXPECT_TRUE(FailsWithOneLineNaming(bench("--image " + quote(root_ / "missing.png")), "missing.png"));
+  EXPECT_TRUE(test::FailsWithOneLineNaming(bench("--precision int8 --checkpoint " + quote(ck)), "last.pt"));
+  EXPECT_TRUE(test::FailsWithOneLineNaming(bench("--mode train --checkpoint " + quote(ck)), "--checkpoint"));
+  EXPECT_TRUE(test::FailsWithOneLineNaming(bench("--image " + quote(root_ / "missing.png")), "missing.png"));
 }
 
 TEST_F(CalibratedModel, CalibrateCommandRefusesBadInput) {
   const std::string data = " --data " + quote(root_ / "data");
   const fs::path ck = root_ / "run" / "last.pt";
-  EXPECT_TRUE(FailsWithOneLineNaming(segnet_cli("calibrate --checkpoint " + quote(root_ / "missing.pt") + data, root_), "missing.pt"));
-  EXPECT_TRUE(FailsWithOneLineNaming(segnet_cli("calibrate --checkpoint " + quote(ck) + data + " --images 0", root_), "--images"));
-  EXPECT_TRUE(FailsWithOneLineNaming(segnet_cli("calibrate --checkpoint " + quote(ck) + data + " --percentile 30", root_), "--percentile"));
-  EXPECT_TRUE(FailsWithOneLineNaming(segnet_cli("calibrate --checkpoint " + quote(ck) + data + " --out " + quote(ck), root_), "--out"));
+  EXPECT_TRUE(test::FailsWithOneLineNaming(segnet_cli("calibrate --checkpoint " + quote(root_ / "missing.pt") + data, root_), "missing.pt"));
+  EXPECT_TRUE(test::FailsWithOneLineNaming(segnet_cli("calibrate --checkpoint " + quote(ck) + data + " --images 0", root_), "--images"));
+  EXPECT_TRUE(test::FailsWithOneLineNaming(segnet_cli("calibrate --checkpoint " + quote(ck) + data + " --percentile 30", root_), "--percentile"));
+  EXPECT_TRUE(test::FailsWithOneLineNaming(segnet_cli("calibrate --checkpoint " + quote(ck) + data + " --out " + quote(ck), root_), "--out"));
   // int8 needs a calibrated checkpoint, and is for inference only.
-  EXPECT_TRUE(FailsWithOneLineNaming(segnet_cli("eval --precision int8 --checkpoint " + quote(ck) + data, root_), "last.pt"));
-  EXPECT_TRUE(FailsWithOneLineNaming(segnet_cli("bench --mode train --precision int8 --size 16x16 --iters 1", root_), "--precision"));
+  EXPECT_TRUE(test::FailsWithOneLineNaming(segnet_cli("eval --precision int8 --checkpoint " + quote(ck) + data, root_), "last.pt"));
+  EXPECT_TRUE(test::FailsWithOneLineNaming(segnet_cli("bench --mode train --precision int8 --size 16x16 --iters 1", root_), "--precision"));
 }

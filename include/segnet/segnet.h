@@ -1,5 +1,6 @@
 #pragma once
 // The whole public API of the segnet library.
+#include <segnet/adapt.h>
 #include <segnet/bench.h>
 #include <segnet/checkpoint.h>
 #include <segnet/choices.h>

@@ -31,6 +31,7 @@ Command add_convert(CLI::App& app);
 Command add_report(CLI::App& app);
 Command add_tune(CLI::App& app);
 Command add_calibrate(CLI::App& app);
+Command add_adapt(CLI::App& app);
 
 // An option whose value is one of a choice's names (--help lists them); sets `target` once parsed.
 template <class E>
@@ -63,7 +64,8 @@ struct Compute {
   int threads = 0;
   std::string device = "cpu";
   Precision precision = Precision::Float32;
-  void add_to(CLI::App* cmd);
+  // --threads and --device, and --precision unless the command computes in fp32 only.
+  void add_to(CLI::App* cmd, bool precision_option = true);
   // Sets the thread count and returns the device.
   torch::Device setup() const;
 };
