@@ -25,8 +25,8 @@ int64_t adapt_batch_norm(SegNet& model, const std::function<torch::Tensor()>& ne
 struct CheckpointAdaptation {
   std::filesystem::path checkpoint;             // required
   std::vector<std::filesystem::path> images;    // of the scene, at least one; resized to the training size
-  // Images per forward pass: the statistics are averages over batches of this many (training used its
-  // batch size); at most the number of images.
+  // Images per forward pass: the statistics average batches of this many, as training's running
+  // averages averaged its batches. More than there are images: one batch of them all.
   int64_t batch = 8;
   // The adapted copy; empty: beside the checkpoint, named STEM_adapted.pt. Must not be an input.
   std::filesystem::path out;
