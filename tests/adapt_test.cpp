@@ -14,9 +14,12 @@
 
 #include <gtest/gtest.h>
 #include <opencv2/imgproc.hpp>
+#include <opencv2/videoio.hpp>
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cmath>
 #include <fstream>
 
 using namespace segnet;
@@ -50,13 +53,27 @@ std::function<torch::Tensor()> batches_of(std::vector<torch::Tensor> batches) {
   };
 }
 
+// A model with random weights (the same for the same seed) whose running statistics are those of a few
+// batches unlike the scenes the tests adapt it to, as a trained model's are.
+SegNet model_with_statistics(const SegNetOptions& options, uint64_t seed) {
+  torch::manual_seed(seed);
+  SegNet m(options);
+  m->train();
+  torch::NoGradGuard no_grad;
+  for (int i = 0; i < 3; ++i) m->forward(torch::randn({2, 3, 32, 32}) * 1.5 + 0.3);
+  m->eval();
+  return m;
+}
+
 }  // namespace
 
 TEST(AdaptBatchNorm, StatisticsAreThoseOfTheImagesEachBatchWeightedByItsImages) {
   torch::manual_seed(4);
   SegNet model(SegNetOptions(Model::SegNetBasic, 3));
   const torch::Tensor a = torch::randn({3, 3, 16, 16}) * 2 + 0.5, b = torch::randn({2, 3, 16, 16}) - 1;
-  EXPECT_EQ(adapt_batch_norm(model, batches_of({a, b})), 5);
+  const AdaptedStatistics seen = adapt_batch_norm(model, batches_of({a, b}));
+  EXPECT_EQ(seen.images, 5);
+  EXPECT_EQ(seen.layers, static_cast<int64_t>(batch_norms(model).size()));
 
   // The first batch-norm layer reads the first convolution's output, which no statistic changes: its
   // mean is that of all five images, its variance the image-weighted mean of the batches' unbiased ones.
@@ -114,18 +131,10 @@ TEST(AdaptBatchNorm, DropoutStaysOffSoTheStatisticsAreDeterministic) {
 // the dim scene computes on it what the model adapted to the original computes on the original.
 TEST(AdaptBatchNorm, AContrastChangeOfTheSceneIsUndone) {
   const SegNetOptions options(Model::SegNetBasic, 5);
-  const auto model = [&] {
-    torch::manual_seed(8);  // the same weights every time
-    SegNet m(options);
-    m->train();
-    torch::NoGradGuard no_grad;
-    for (int i = 0; i < 3; ++i) m->forward(torch::randn({2, 3, 32, 32}) * 1.5 + 0.3);  // trained statistics
-    m->eval();
-    return m;
-  };
+  SegNet original = model_with_statistics(options, 8), adapted = model_with_statistics(options, 8),
+         trained = model_with_statistics(options, 8);
   torch::manual_seed(9);
   const torch::Tensor scene = torch::randn({4, 3, 32, 32}), dim = 0.35 * scene;
-  SegNet original = model(), adapted = model(), trained = model();
   adapt_batch_norm(original, batches_of({scene}));
   adapt_batch_norm(adapted, batches_of({dim}));
   torch::NoGradGuard no_grad;
@@ -133,6 +142,36 @@ TEST(AdaptBatchNorm, AContrastChangeOfTheSceneIsUndone) {
   const double scale = want.abs().max().item<double>();
   EXPECT_LT((got - want).abs().max().item<double>(), 1e-3 * scale);
   EXPECT_GT((unadapted - want).abs().max().item<double>(), 0.1 * scale);  // what adapting wins back
+}
+
+TEST(AdaptBatchNorm, TheTrainedWeightMixesTheTrainedStatisticsWithTheScenes) {
+  const SegNetOptions options(Model::SegNetBasic, 3);
+  SegNet trained = model_with_statistics(options, 3), scene = model_with_statistics(options, 3),
+         mixed = model_with_statistics(options, 3), kept = model_with_statistics(options, 3);
+  torch::manual_seed(5);
+  const torch::Tensor images = torch::randn({3, 3, 32, 32}) * 0.5 - 0.4;
+  adapt_batch_norm(scene, batches_of({images}));
+  adapt_batch_norm(mixed, batches_of({images}), 0.25);
+  adapt_batch_norm(kept, batches_of({images}), 1);
+  const auto t = batch_norms(trained), s = batch_norms(scene), m = batch_norms(mixed), k = batch_norms(kept);
+  for (size_t i = 0; i < t.size(); ++i) {
+    EXPECT_GT((s[i]->running_var - t[i]->running_var).abs().max().item<double>(), 1e-2) << "layer " << i;
+    EXPECT_TRUE(torch::allclose(m[i]->running_mean, 0.25 * t[i]->running_mean + 0.75 * s[i]->running_mean, 1e-5, 1e-6))
+        << "layer " << i;
+    EXPECT_TRUE(torch::allclose(m[i]->running_var, 0.25 * t[i]->running_var + 0.75 * s[i]->running_var, 1e-5, 1e-6))
+        << "layer " << i;
+    EXPECT_TRUE(torch::equal(k[i]->running_mean, t[i]->running_mean)) << "layer " << i;
+    EXPECT_TRUE(torch::equal(k[i]->running_var, t[i]->running_var)) << "layer " << i;
+  }
+  for (const double weight : {-0.1, 1.5, std::nan("")}) {
+    try {
+      adapt_batch_norm(kept, batches_of({images}), weight);
+      ADD_FAILURE() << "trained weight " << weight << ": expected an OptionError";
+    } catch (const OptionError& e) {
+      EXPECT_EQ(e.option(), "trained_weight");
+    }
+  }
+  for (size_t i = 0; i < t.size(); ++i) EXPECT_TRUE(torch::equal(k[i]->running_var, t[i]->running_var)) << "layer " << i;
 }
 
 TEST(AdaptBatchNorm, NoImagesOrAFailedBatchLeaveTheModelAsItWas) {
@@ -218,11 +257,11 @@ TEST_F(AdaptedModel, TheAdaptedCheckpointHasTheStatisticsOfTheSceneAsInferenceSe
     done.push_back(d);
   });
   EXPECT_EQ(r.out, root_ / "run" / "last_int8_adapted.pt");
-  EXPECT_EQ(r.images, static_cast<int64_t>(dark_files_.size()));
-  EXPECT_EQ(r.layers, 8);  // segnet-basic: 4 encoder and 4 decoder convolutions, each with batch norm
+  EXPECT_EQ(r.statistics.images, static_cast<int64_t>(dark_files_.size()));
+  EXPECT_EQ(r.statistics.layers, 8);  // segnet-basic: 4 encoder and 4 decoder convolutions, each with batch norm
   ASSERT_FALSE(done.empty());
   EXPECT_EQ(done.front(), 3);
-  EXPECT_EQ(done.back(), r.images);
+  EXPECT_EQ(done.back(), r.statistics.images);
 
   // The same statistics as adapting in memory to the images as the Segmenter prepares them.
   Checkpoint from = load_checkpoint(calibrated), to = load_checkpoint(r.out);
@@ -251,6 +290,68 @@ TEST_F(AdaptedModel, TheAdaptedCheckpointHasTheStatisticsOfTheSceneAsInferenceSe
   EXPECT_EQ(to.info.classes.size(), from.info.classes.size());
 }
 
+// A video is its frames: every frame_step-th of the first max_frames, as if they were image files.
+TEST_F(AdaptedModel, EveryKthFrameOfAVideoCountsAsAnImageFile) {
+  TempDir dir;
+  for (size_t i = 0; i < dark_.size(); ++i) {  // a lossless video: an image sequence
+    char name[16];
+    std::snprintf(name, sizeof name, "%03zu.png", i);
+    cv::Mat bgr;
+    cv::cvtColor(dark_[i], bgr, cv::COLOR_RGB2BGR);
+    test::write_image(dir.path / "seq" / name, bgr);
+  }
+  ASSERT_GE(dark_.size(), 5u);
+  CheckpointAdaptation from_video, from_files;
+  from_video.checkpoint = from_files.checkpoint = root_ / "run" / "last.pt";
+  from_video.batch = from_files.batch = 2;
+  from_video.videos = {{(dir.path / "seq" / "%03d.png").string(), std::nullopt, 5}};
+  from_video.frame_step = 2;
+  from_video.out = dir.path / "video.pt";
+  from_files.images = {dark_files_[0], dark_files_[2], dark_files_[4]};
+  from_files.out = dir.path / "files.pt";
+  EXPECT_EQ(adapt_checkpoint(from_video).statistics.images, 3);
+  EXPECT_EQ(adapt_checkpoint(from_files).statistics.images, 3);
+  Checkpoint a = load_checkpoint(from_video.out), b = load_checkpoint(from_files.out);
+  const auto got = batch_norms(a.model), want = batch_norms(b.model);
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_TRUE(torch::equal(got[i]->running_mean, want[i]->running_mean)) << "layer " << i;
+    EXPECT_TRUE(torch::equal(got[i]->running_var, want[i]->running_var)) << "layer " << i;
+  }
+
+  // The program takes video files among its inputs; --frames and --frame-step choose their frames.
+  cv::VideoWriter writer((dir.path / "scene.avi").string(), cv::VideoWriter::fourcc('M', 'J', 'P', 'G'), 10,
+                         dark_[0].size());
+  ASSERT_TRUE(writer.isOpened());
+  for (const auto& rgb : dark_) {
+    cv::Mat bgr;
+    cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
+    writer.write(bgr);
+  }
+  writer.release();
+  const auto r = segnet_cli("adapt --checkpoint " + quote(root_ / "run" / "last.pt") + " --out " + quote(dir.path / "avi.pt") +
+                                " --frames 6 --frame-step 3 " + quote(dir.path / "scene.avi") + " " + quote(dark_files_[0]),
+                            dir.path);
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(contains(r.out, "on 3 images; wrote")) << r.out;  // the image, and the 1st and 4th of 6 frames
+
+  // A camera needs a frame count (it would run on forever); a missing video is named; nothing is written.
+  CheckpointAdaptation camera = from_video;
+  camera.videos = {{"", 0, 0}};
+  camera.out = dir.path / "camera.pt";
+  try {
+    adapt_checkpoint(camera);
+    ADD_FAILURE() << "a camera without max_frames: expected an OptionError";
+  } catch (const OptionError& e) {
+    EXPECT_EQ(e.option(), "max_frames");
+  }
+  EXPECT_TRUE(test::FailsWithOneLineNaming(
+      segnet_cli("adapt --checkpoint " + quote(root_ / "run" / "last.pt") + " --out " + quote(camera.out) + " " +
+                     quote(dir.path / "missing.mp4"),
+                 dir.path),
+      "missing.mp4"));
+  EXPECT_FALSE(fs::exists(camera.out));
+}
+
 TEST_F(AdaptedModel, AdaptRefusesWhatItCannotUseAndWritesNothing) {
   TempDir dir;
   const fs::path ck = root_ / "run" / "last.pt";
@@ -268,6 +369,8 @@ TEST_F(AdaptedModel, AdaptRefusesWhatItCannotUseAndWritesNothing) {
       "broken.png"));
   EXPECT_FALSE(fs::exists(out));
   EXPECT_TRUE(test::FailsWithOneLineNaming(adapt("--checkpoint " + quote(ck) + " --batch 0 --out " + quote(out) + dark), "--batch"));
+  EXPECT_TRUE(test::FailsWithOneLineNaming(
+      adapt("--checkpoint " + quote(ck) + " --trained-weight 1.5 --out " + quote(out) + dark), "--trained-weight"));
   EXPECT_TRUE(test::FailsWithOneLineNaming(adapt("--checkpoint " + quote(dir.path / "missing.pt") + " --out " + quote(out) + dark),
                                            "missing.pt"));
   EXPECT_FALSE(fs::exists(out));

@@ -4,6 +4,7 @@
 // whose light or colours differ from the training images shifts each layer's activations; statistics
 // of that scene normalise them back to what the following layers learnt from.
 #include <segnet/model.h>
+#include <segnet/predict.h>
 
 #include <torch/types.h>
 
@@ -13,21 +14,39 @@
 
 namespace segnet {
 
+// What adapt_batch_norm did.
+struct AdaptedStatistics {
+  int64_t images = 0;  // seen
+  int64_t layers = 0;  // batch-norm layers re-estimated
+};
+
 // Replaces every batch-norm layer's running mean and variance with their averages over the batches
 // `next_batch` returns (normalised N x 3 x H x W inputs, until it returns an undefined tensor), each
-// batch weighted by its images. The batches run in order with no gradients, batch norm in training
-// mode (normalising by the batch's own statistics, as in training) and dropout off. Returns the images
-// seen; an OptionError names "images" when there were none. The model is left in eval mode, and as it
-// was when anything throws.
-int64_t adapt_batch_norm(SegNet& model, const std::function<torch::Tensor()>& next_batch);
+// batch weighted by its images, mixed with the trained ones: trained_weight x trained + (1 -
+// trained_weight) x the images'. The batches run in order with no gradients, batch norm in training
+// mode (normalising by the batch's own statistics, as in training) and dropout off. OptionErrors name
+// "images" when there were none, and "trained_weight" outside [0, 1]. The model is left in eval mode,
+// and as it was when anything throws.
+AdaptedStatistics adapt_batch_norm(SegNet& model, const std::function<torch::Tensor()>& next_batch,
+                                   double trained_weight = 0);
 
 // Adapting a checkpoint to images of a scene.
 struct CheckpointAdaptation {
-  std::filesystem::path checkpoint;             // required
-  std::vector<std::filesystem::path> images;    // of the scene, at least one; resized to the training size
+  std::filesystem::path checkpoint;  // required
+  // The scene: image files, and videos (files, image sequences, or a camera with max_frames), at least
+  // one image or frame in all. Each is resized to the training size.
+  std::vector<std::filesystem::path> images;
+  std::vector<VideoInput> videos;
+  // Of each video, every frame_step-th frame (the first, then frame_step later, ...): neighbouring frames
+  // are nearly the same image, so a step spends less time for about the same statistics.
+  int64_t frame_step = 1;
   // Images per forward pass: the statistics average batches of this many, as training's running
   // averages averaged its batches. More than there are images: one batch of them all.
   int64_t batch = 8;
+  // In [0, 1]: the share of the trained statistics in the adapted ones. 0 replaces them with the scene's
+  // (AdaBN); in between hedges when the scene is few images, or not as different from the training
+  // images as their light suggests (a prior, as Schneider et al. 2020 weight the source statistics).
+  double trained_weight = 0;
   // The adapted copy; empty: beside the checkpoint, named STEM_adapted.pt. Must not be an input.
   std::filesystem::path out;
   torch::Device device = torch::kCPU;
@@ -35,17 +54,16 @@ struct CheckpointAdaptation {
 
 struct AdaptationReport {
   std::filesystem::path out;
-  int64_t images = 0;
-  int64_t layers = 0;  // batch-norm layers re-estimated
+  AdaptedStatistics statistics;
 };
 
-// Called after each batch with (images done, images in all).
+// Called after each batch with (images done, images in all as far as the videos report their length).
 using AdaptationProgress = std::function<void(int64_t done, int64_t total)>;
 
 // Writes (atomically) a copy of the checkpoint whose batch-norm statistics are those of `images`:
 // weights and model description, without optimizer state, pseudo-label teacher or int8 activation ranges
 // (calibrated on the old statistics; calibrate the copy again). OptionErrors name the option;
-// unreadable checkpoints and images are Errors naming the file.
+// unreadable checkpoints, images and videos are Errors naming the file.
 AdaptationReport adapt_checkpoint(const CheckpointAdaptation& options, const AdaptationProgress& progress = {});
 
 }  // namespace segnet

@@ -143,6 +143,8 @@ struct Normalization {
 };
 // HxW RGB uint8 -> 3xHxW float, normalised.
 torch::Tensor image_to_tensor(const cv::Mat& rgb, const Normalization& norm);
+// The network's input for an image at `size`: resized as resize_image does, then normalised (3 x h x w).
+torch::Tensor network_input(const cv::Mat& rgb, Size2 size, const Normalization& norm);
 // Per-channel values (a Normalization's mean or std) as a 3x1x1 tensor, which broadcasts over the
 // channels of 3xHxW and Nx3xHxW images.
 torch::Tensor channel_tensor(const std::array<float, 3>& values);

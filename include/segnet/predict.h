@@ -49,6 +49,9 @@ struct VideoInput {
   std::optional<int> camera;  // a camera index
   int64_t max_frames = 0;     // stop after this many frames; 0 = until the input ends
 };
+// Whether a path names a video: a video file by its extension (.mp4, .avi, .mkv, .mov, ...), or an
+// image sequence such as frames/%04d.png.
+bool is_video(const std::filesystem::path& path);
 
 // An overlay video of the input's frame size and rate (30 frames/s where the input reports none);
 // the container and codec follow the extension: .avi (Motion JPEG) or .mp4 (MPEG-4 part 2).

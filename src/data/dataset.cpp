@@ -346,6 +346,10 @@ torch::Tensor image_to_tensor(const cv::Mat& rgb, const Normalization& norm) {
   return t.div_(255.f).sub_(channel_tensor(norm.mean)).div_(channel_tensor(norm.std)).contiguous();
 }
 
+torch::Tensor network_input(const cv::Mat& rgb, Size2 size, const Normalization& norm) {
+  return image_to_tensor(resize_image(rgb, size), norm);
+}
+
 torch::Tensor channel_tensor(const std::array<float, 3>& values) {
   return torch::tensor({values[0], values[1], values[2]}).view({3, 1, 1});
 }

@@ -5,14 +5,20 @@
 #include <segnet/error.h>
 #include <segnet/files.h>
 
+#include "video_frames.h"
+
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <memory>
 #include <string>
 
 namespace segnet {
 
-int64_t adapt_batch_norm(SegNet& model, const std::function<torch::Tensor()>& next_batch) {
+AdaptedStatistics adapt_batch_norm(SegNet& model, const std::function<torch::Tensor()>& next_batch,
+                                   double trained_weight) {
+  if (!(trained_weight >= 0 && trained_weight <= 1))
+    throw OptionError("trained_weight", "must be in [0, 1], got " + std::to_string(trained_weight));
   struct Layer {
     torch::nn::BatchNorm2dImpl* bn;
     c10::optional<double> momentum;
@@ -51,33 +57,57 @@ int64_t adapt_batch_norm(SegNet& model, const std::function<torch::Tensor()>& ne
     throw;
   }
   restore(false);
-  return seen;
+  for (auto& l : layers) {
+    l.bn->running_mean.mul_(1 - trained_weight).add_(l.mean, trained_weight);
+    l.bn->running_var.mul_(1 - trained_weight).add_(l.var, trained_weight);
+  }
+  return {seen, static_cast<int64_t>(layers.size())};
 }
 
 AdaptationReport adapt_checkpoint(const CheckpointAdaptation& o, const AdaptationProgress& progress) {
   if (o.checkpoint.empty()) throw OptionError("checkpoint", "is needed: the checkpoint to adapt");
-  if (o.images.empty()) throw OptionError("images", "are needed: images of the scene to adapt to");
+  if (o.images.empty() && o.videos.empty()) throw OptionError("images", "are needed: images or videos of the scene to adapt to");
   if (o.batch < 1) throw OptionError("batch", "must be at least 1, got " + std::to_string(o.batch));
+  if (o.frame_step < 1) throw OptionError("frame_step", "must be at least 1, got " + std::to_string(o.frame_step));
+  for (const auto& video : o.videos)
+    if (video.camera && video.max_frames < 1) throw OptionError("max_frames", "a camera needs a number of frames to adapt to");
   AdaptationReport report;
   report.out = o.out.empty() ? o.checkpoint.parent_path() / (o.checkpoint.stem().string() + "_adapted.pt") : o.out;
   std::vector<std::filesystem::path> inputs = o.images;
   inputs.push_back(o.checkpoint);
+  for (const auto& video : o.videos)
+    if (!video.camera) inputs.emplace_back(video.path);
   refuse_overwriting_input("out", report.out, inputs);
   Checkpoint ck = load_checkpoint(o.checkpoint);
   ck.model->to(o.device);
-  const auto total = static_cast<int64_t>(o.images.size());
-  const int64_t batch = std::min(o.batch, total);
-  int64_t next = 0;
-  report.images = adapt_batch_norm(ck.model, [&]() -> torch::Tensor {
-    if (next > 0 && progress) progress(next, total);
-    if (next == total) return {};
-    std::vector<torch::Tensor> images;
-    for (; next < total && static_cast<int64_t>(images.size()) < batch; ++next)
-      images.push_back(image_to_tensor(resize_image(read_image(o.images[static_cast<size_t>(next)]), ck.info.size), ck.info.norm));
-    return torch::stack(images).to(o.device);
-  });
-  for (const auto& module : ck.model->modules(/*include_self=*/false))
-    if (module->as<torch::nn::BatchNorm2dImpl>()) ++report.layers;
+
+  // The scene's images, then every frame_step-th frame of each video (all opened first, so that a bad
+  // one fails before any work); an empty image at the end.
+  std::vector<std::unique_ptr<VideoFrames>> videos;
+  auto total = static_cast<int64_t>(o.images.size());
+  for (const auto& v : o.videos) {
+    videos.push_back(std::make_unique<VideoFrames>(v));
+    total += (videos.back()->expected_frames() + o.frame_step - 1) / o.frame_step;
+  }
+  size_t image = 0, video = 0;
+  const auto next_image = [&]() -> cv::Mat {
+    if (image < o.images.size()) return read_image(o.images[image++]);
+    for (cv::Mat rgb, skipped; video < videos.size(); ++video)
+      if (videos[video]->next(rgb)) {
+        for (int64_t i = 1; i < o.frame_step && videos[video]->next(skipped); ++i) {}
+        return rgb;
+      }
+    return {};
+  };
+  int64_t done = 0;
+  report.statistics = adapt_batch_norm(ck.model, [&]() -> torch::Tensor {
+    if (done > 0 && progress) progress(done, std::max(total, done));
+    std::vector<torch::Tensor> batch;
+    for (cv::Mat rgb; static_cast<int64_t>(batch.size()) < o.batch && !(rgb = next_image()).empty();)
+      batch.push_back(network_input(rgb, ck.info.size, ck.info.norm));
+    done += static_cast<int64_t>(batch.size());
+    return batch.empty() ? torch::Tensor() : torch::stack(batch).to(o.device);
+  }, o.trained_weight);
   ck.model->to(torch::kCPU);
   ck.info.activation_ranges.clear();
   ck.state.optimizer.reset();

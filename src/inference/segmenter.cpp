@@ -106,7 +106,7 @@ torch::Tensor Segmenter::input(const cv::Mat& rgb) const {
     const double cover = std::max(double(info_.size.height) / rgb.rows, double(info_.size.width) / rgb.cols);
     size = {scaled(rgb.rows, cover * top), scaled(rgb.cols, cover * top)};
   }
-  return image_to_tensor(resize_image(rgb, size), info_.norm);
+  return network_input(rgb, size, info_.norm);
 }
 
 torch::Tensor Segmenter::view_probabilities(const torch::Tensor& views) {

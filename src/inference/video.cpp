@@ -5,11 +5,14 @@
 
 #include "common/clock.h"
 #include "common/prefetch.h"
+#include "video_frames.h"
 
 #include <opencv2/imgproc.hpp>
 #include <opencv2/videoio.hpp>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 
@@ -22,19 +25,6 @@ struct Frame {
   torch::Tensor input;
 };
 
-cv::VideoCapture open_input(const VideoInput& input) {
-  cv::VideoCapture capture;
-  if (input.camera) {
-    if (!capture.open(*input.camera))
-      throw Error("camera " + std::to_string(*input.camera) + ": cannot be opened (no such camera, or it is busy)");
-    return capture;
-  }
-  const bool pattern = input.path.find('%') != std::string::npos;  // an image sequence
-  if (!pattern && !std::filesystem::is_regular_file(input.path)) throw Error(input.path, "no such video file");
-  if (!capture.open(input.path)) throw Error(input.path, "cannot open as a video (unreadable, or a format OpenCV cannot decode)");
-  return capture;
-}
-
 int fourcc_for(const std::filesystem::path& video) {
   const std::string ext = video.extension().string();
   if (ext == ".avi") return cv::VideoWriter::fourcc('M', 'J', 'P', 'G');
@@ -44,29 +34,58 @@ int fourcc_for(const std::filesystem::path& video) {
 
 }  // namespace
 
+bool is_video(const std::filesystem::path& file) {
+  if (file.string().find('%') != std::string::npos) return true;
+  std::string ext = file.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  for (const char* video : {".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv"})
+    if (ext == video) return true;
+  return false;
+}
+
+VideoFrames::VideoFrames(const VideoInput& input)
+    : input_(input), source_(input.camera ? "camera " + std::to_string(*input.camera) : input.path) {
+  if (input.max_frames < 0) throw OptionError("max_frames", "must be 0 (all) or more");
+  if (input.camera) {
+    if (!capture_.open(*input.camera)) throw Error(source_ + ": cannot be opened (no such camera, or it is busy)");
+    expected_ = input.max_frames;
+    return;
+  }
+  const bool pattern = input.path.find('%') != std::string::npos;  // an image sequence
+  if (!pattern && !std::filesystem::is_regular_file(input.path)) throw Error(input.path, "no such video file");
+  if (!capture_.open(input.path)) throw Error(input.path, "cannot open as a video (unreadable, or a format OpenCV cannot decode)");
+  const auto reported = static_cast<int64_t>(capture_.get(cv::CAP_PROP_FRAME_COUNT));
+  expected_ = input.max_frames > 0 ? (reported > 0 ? std::min(reported, input.max_frames) : input.max_frames)
+                                   : std::max<int64_t>(reported, 0);
+}
+
+bool VideoFrames::next(cv::Mat& rgb) {
+  cv::Mat bgr;
+  if ((input_.max_frames > 0 && read_ >= input_.max_frames) || !capture_.read(bgr) || bgr.empty()) {
+    if (read_ == 0) throw Error(source_, "holds no frames");
+    return false;
+  }
+  ++read_;
+  cv::cvtColor(bgr, rgb, bgr.channels() == 1 ? cv::COLOR_GRAY2RGB : cv::COLOR_BGR2RGB);
+  return true;
+}
+
+double VideoFrames::fps() const {
+  const double fps = capture_.get(cv::CAP_PROP_FPS);
+  return fps > 0 && fps < 1000 ? fps : 30;
+}
+
 InferenceReport predict_video(Segmenter& segmenter, const VideoInput& input, const VideoOutputs& outputs,
                               int64_t batch, const InferenceProgress& progress) {
   if (batch < 1) throw OptionError("batch", "must be at least 1");
-  if (input.max_frames < 0) throw OptionError("max_frames", "must be 0 (all) or more");
   const int fourcc = fourcc_for(outputs.video);
   if (!outputs.masks_folder.empty()) ensure_output_folder(outputs.masks_folder);
-  cv::VideoCapture capture = open_input(input);
-  const std::string source = input.camera ? "camera " + std::to_string(*input.camera) : input.path;
-  double fps = capture.get(cv::CAP_PROP_FPS);
-  if (!(fps > 0 && fps < 1000)) fps = 30;
-  const int64_t reported = input.camera ? 0 : static_cast<int64_t>(capture.get(cv::CAP_PROP_FRAME_COUNT));
-  const int64_t total = input.max_frames > 0 ? (reported > 0 ? std::min(reported, input.max_frames) : input.max_frames)
-                                              : std::max<int64_t>(reported, 0);
-
+  VideoFrames video(input);
   const auto start = std::chrono::steady_clock::now();
-  int64_t read = 0;
   Prefetcher<Frame> frames(
       [&]() -> std::optional<Frame> {
-        cv::Mat bgr, rgb;
-        if ((input.max_frames > 0 && read >= input.max_frames) || !capture.read(bgr) || bgr.empty()) return std::nullopt;
-        ++read;
-        if (bgr.channels() == 1) cv::cvtColor(bgr, rgb, cv::COLOR_GRAY2RGB);
-        else cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+        cv::Mat rgb;
+        if (!video.next(rgb)) return std::nullopt;
         return Frame{rgb, segmenter.input(rgb)};
       },
       static_cast<size_t>(2 * batch));
@@ -81,12 +100,12 @@ InferenceReport predict_video(Segmenter& segmenter, const VideoInput& input, con
       if (group.empty()) break;
       if (!writer.isOpened()) {
         frame_size = group[0].rgb.size();
-        if (!writer.open(tmp.string(), fourcc, fps, frame_size))
+        if (!writer.open(tmp.string(), fourcc, video.fps(), frame_size))
           throw Error(outputs.video, "cannot open a video writer for it");
       }
       std::vector<torch::Tensor> inputs;
       for (const auto& f : group) {
-        if (f.rgb.size() != frame_size) throw Error(source, "frame size changed mid-stream");
+        if (f.rgb.size() != frame_size) throw Error(video.source(), "frame size changed mid-stream");
         inputs.push_back(f.input);
       }
       const auto probabilities = segmenter.probabilities(inputs, std::vector<cv::Size>(group.size(), frame_size));
@@ -101,10 +120,9 @@ InferenceReport predict_video(Segmenter& segmenter, const VideoInput& input, con
           std::snprintf(name, sizeof name, "frame_%06lld.png", static_cast<long long>(report.items));
           write_png(outputs.masks_folder / name, segmenter.info().binary() ? cv::Mat(ids * 255) : ids);
         }
-        if (progress && !progress(report.items, total)) go_on = false;
+        if (progress && !progress(report.items, video.expected_frames())) go_on = false;
       }
     }
-    if (report.items == 0) throw Error(source, "holds no frames");
     writer.release();
   });
   report.seconds = seconds_since(start);

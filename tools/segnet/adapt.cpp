@@ -1,12 +1,14 @@
-// segnet adapt: a copy of a checkpoint with batch norm's statistics taken from images of a new scene.
+// segnet adapt: a copy of a checkpoint with batch norm's statistics taken from images or videos of a new scene.
 #include "cli.h"
 #include "progress.h"
 
 #include <segnet/adapt.h>
 #include <segnet/data.h>
+#include <segnet/predict.h>
 
 #include <cstdio>
 #include <memory>
+#include <optional>
 
 namespace segnet::cli {
 
@@ -15,17 +17,26 @@ namespace {
 struct AdaptArgs {
   CheckpointAdaptation options;
   std::vector<std::filesystem::path> inputs;
+  int64_t frames = 0;
   Compute compute;
 };
 
 void run_adapt(AdaptArgs& a) {
   a.options.device = a.compute.setup();
-  a.options.images = list_images(a.inputs);
-  Progress progress("adapted to", static_cast<int64_t>(a.options.images.size()), true);
-  const AdaptationReport r = adapt_checkpoint(a.options, [&](int64_t done, int64_t) { progress.update(done, ""); });
-  progress.finish();
+  std::vector<std::filesystem::path> images;
+  for (const auto& input : a.inputs)
+    if (is_video(input)) a.options.videos.push_back({input.string(), std::nullopt, a.frames});
+    else images.push_back(input);
+  a.options.images = list_images(images);
+  std::optional<Progress> progress;  // the total is known once the videos are open
+  const AdaptationReport r = adapt_checkpoint(a.options, [&](int64_t done, int64_t total) {
+    if (!progress) progress.emplace("adapted to", total, true);
+    progress->update(done, "");
+  });
+  if (progress) progress->finish();
   std::printf("re-estimated %lld batch-norm layers' statistics on %lld image%s; wrote %s\n",
-              static_cast<long long>(r.layers), static_cast<long long>(r.images), r.images == 1 ? "" : "s",
+              static_cast<long long>(r.statistics.layers), static_cast<long long>(r.statistics.images),
+              r.statistics.images == 1 ? "" : "s",
               r.out.c_str());
 }
 
@@ -39,8 +50,15 @@ Command add_adapt(CLI::App& app) {
   cmd->add_option("--checkpoint", c.checkpoint)->required();
   cmd->add_option("--batch", c.batch, "images per forward pass; the statistics average batches of this many")
       ->capture_default_str();
+  cmd->add_option("--trained-weight", c.trained_weight,
+                  "share of the trained statistics kept, in [0, 1]: 0 takes the scene's alone, 0.5 averages the two")
+      ->capture_default_str();
   cmd->add_option("--out", c.out, "the adapted copy (default: beside the checkpoint, STEM_adapted.pt)");
-  cmd->add_option("inputs", a->inputs, "image files or folders of the scene")->required();
+  cmd->add_option("--frames", a->frames, "videos: stop after this many frames of each (0 = all)")->capture_default_str();
+  cmd->add_option("--frame-step", c.frame_step, "videos: every K-th frame (neighbouring frames are nearly the same image)")
+      ->capture_default_str();
+  cmd->add_option("inputs", a->inputs, "image files, folders of images, video files or image sequences (frames/%04d.png)")
+      ->required();
   a->compute.add_to(cmd, /*precision_option=*/false);
   return {cmd, [a] { run_adapt(*a); }};
 }

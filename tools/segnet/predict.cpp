@@ -29,16 +29,6 @@ struct PredictArgs {
 
 std::atomic<bool> interrupted{false};
 
-// A video file by its extension, or an image sequence such as frames/%04d.png.
-bool is_video(const std::filesystem::path& file) {
-  if (file.string().find('%') != std::string::npos) return true;
-  std::string ext = file.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
-  for (const char* video : {".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv"})
-    if (ext == video) return true;
-  return false;
-}
-
 // Segments one video or camera into OUT/NAME_overlay.avi (and OUT/NAME_masks/ with --masks).
 void run_video(Segmenter& segmenter, const PredictArgs& a, const VideoInput& input, const std::string& name) {
   const VideoOutputs outputs{a.out / (name + "_overlay.avi"), a.masks ? a.out / (name + "_masks") : std::filesystem::path()};
