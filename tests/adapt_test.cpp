@@ -273,7 +273,7 @@ TEST_F(AdaptedModel, TheAdaptedCheckpointHasTheStatisticsOfTheSceneAsInferenceSe
     batches.push_back(torch::stack(batch));
   }
   SegNet expected = load_checkpoint(calibrated).model;
-  adapt_batch_norm(expected, batches_of(batches));
+  adapt_batch_norm(expected, batches_of(batches), a.trained_weight);
   const auto got = batch_norms(to.model), want = batch_norms(expected), old = batch_norms(from.model);
   ASSERT_EQ(got.size(), want.size());
   for (size_t i = 0; i < got.size(); ++i) {

@@ -36,8 +36,7 @@ void run_adapt(AdaptArgs& a) {
   if (progress) progress->finish();
   std::printf("re-estimated %lld batch-norm layers' statistics on %lld image%s; wrote %s\n",
               static_cast<long long>(r.statistics.layers), static_cast<long long>(r.statistics.images),
-              r.statistics.images == 1 ? "" : "s",
-              r.out.c_str());
+              r.statistics.images == 1 ? "" : "s", r.out.c_str());
 }
 
 }  // namespace
@@ -46,7 +45,7 @@ Command add_adapt(CLI::App& app) {
   auto a = std::make_shared<AdaptArgs>();
   CheckpointAdaptation& c = a->options;
   auto* cmd = app.add_subcommand(
-      "adapt", "adapt a checkpoint to a new scene without labels: batch norm's statistics from its images (AdaBN)");
+      "adapt", "adapt a checkpoint to a new scene without labels: batch norm's statistics from its images or videos");
   cmd->add_option("--checkpoint", c.checkpoint)->required();
   cmd->add_option("--batch", c.batch, "images per forward pass; the statistics average batches of this many")
       ->capture_default_str();
