@@ -24,10 +24,10 @@ struct AdaptedStatistics {
 // `next_batch` returns (normalised N x 3 x H x W inputs, until it returns an undefined tensor), each
 // batch weighted by its images, mixed with the trained ones: trained_weight x trained + (1 -
 // trained_weight) x the images'. The batches run in order with no gradients, batch norm in training
-// mode (normalising by the batch's own statistics, as in training; so each layer's statistics of the
-// images are those it sees after the earlier layers normalised by the images' alone) and dropout off. OptionErrors name
-// "images" when there were none, and "trained_weight" outside [0, 1]. The model is left in eval mode,
-// and as it was when anything throws.
+// mode (normalising by the batch's own statistics, as in training: each layer's statistics of the
+// images are those it sees after the earlier layers normalised by the images' alone) and dropout off.
+// OptionErrors name "images" when there were none, and "trained_weight" outside [0, 1]. The model is
+// left in eval mode, and as it was when anything throws.
 AdaptedStatistics adapt_batch_norm(SegNet& model, const std::function<torch::Tensor()>& next_batch,
                                    double trained_weight = 0);
 
@@ -62,7 +62,7 @@ struct AdaptationReport {
 // Called after each batch with (images done, images in all as far as the videos report their length).
 using AdaptationProgress = std::function<void(int64_t done, int64_t total)>;
 
-// Writes (atomically) a copy of the checkpoint whose batch-norm statistics are those of `images`:
+// Writes (atomically) a copy of the checkpoint whose batch-norm statistics are adapted to the scene:
 // weights and model description, without optimizer state, pseudo-label teacher or int8 activation ranges
 // (calibrated on the old statistics; calibrate the copy again). OptionErrors name the option;
 // unreadable checkpoints, images and videos are Errors naming the file.

@@ -46,17 +46,20 @@ bool is_video(const std::filesystem::path& file) {
 VideoFrames::VideoFrames(const VideoInput& input)
     : input_(input), source_(input.camera ? "camera " + std::to_string(*input.camera) : input.path) {
   if (input.max_frames < 0) throw OptionError("max_frames", "must be 0 (all) or more");
+  int64_t reported = 0;
   if (input.camera) {
     if (!capture_.open(*input.camera)) throw Error(source_ + ": cannot be opened (no such camera, or it is busy)");
-    expected_ = input.max_frames;
-    return;
+  } else {
+    const bool pattern = input.path.find('%') != std::string::npos;  // an image sequence
+    if (!pattern && !std::filesystem::is_regular_file(input.path)) throw Error(input.path, "no such video file");
+    if (!capture_.open(input.path))
+      throw Error(input.path, "cannot open as a video (unreadable, or a format OpenCV cannot decode)");
+    reported = static_cast<int64_t>(capture_.get(cv::CAP_PROP_FRAME_COUNT));
   }
-  const bool pattern = input.path.find('%') != std::string::npos;  // an image sequence
-  if (!pattern && !std::filesystem::is_regular_file(input.path)) throw Error(input.path, "no such video file");
-  if (!capture_.open(input.path)) throw Error(input.path, "cannot open as a video (unreadable, or a format OpenCV cannot decode)");
-  const auto reported = static_cast<int64_t>(capture_.get(cv::CAP_PROP_FRAME_COUNT));
   expected_ = input.max_frames > 0 ? (reported > 0 ? std::min(reported, input.max_frames) : input.max_frames)
                                    : std::max<int64_t>(reported, 0);
+  const double fps = capture_.get(cv::CAP_PROP_FPS);
+  if (fps > 0 && fps < 1000) fps_ = fps;
 }
 
 bool VideoFrames::next(cv::Mat& rgb) {
@@ -68,11 +71,6 @@ bool VideoFrames::next(cv::Mat& rgb) {
   ++read_;
   cv::cvtColor(bgr, rgb, bgr.channels() == 1 ? cv::COLOR_GRAY2RGB : cv::COLOR_BGR2RGB);
   return true;
-}
-
-double VideoFrames::fps() const {
-  const double fps = capture_.get(cv::CAP_PROP_FPS);
-  return fps > 0 && fps < 1000 ? fps : 30;
 }
 
 InferenceReport predict_video(Segmenter& segmenter, const VideoInput& input, const VideoOutputs& outputs,

@@ -18,7 +18,7 @@ class VideoFrames {
   bool next(cv::Mat& rgb);
   // "camera K", or the path: what errors about the input name.
   const std::string& source() const { return source_; }
-  double fps() const;  // as the input reports it; 30 where it reports none
+  double fps() const { return fps_; }  // as the input reports it; 30 where it reports none
   // The frames next() will give, as far as the input reports its length (capped by max_frames); 0: unknown.
   int64_t expected_frames() const { return expected_; }
 
@@ -27,6 +27,7 @@ class VideoFrames {
   std::string source_;
   cv::VideoCapture capture_;
   int64_t read_ = 0, expected_ = 0;
+  double fps_ = 30;  // read once: the capture is not to be queried while another thread reads frames
 };
 
 }  // namespace segnet
