@@ -5,6 +5,7 @@
 #include <segnet/error.h>
 #include <segnet/files.h>
 
+#include "common/format_number.h"
 #include "video_frames.h"
 
 #include <torch/torch.h>
@@ -18,7 +19,7 @@ namespace segnet {
 AdaptedStatistics adapt_batch_norm(SegNet& model, const std::function<torch::Tensor()>& next_batch,
                                    double trained_weight) {
   if (!(trained_weight >= 0 && trained_weight <= 1))
-    throw OptionError("trained_weight", "must be in [0, 1], got " + std::to_string(trained_weight));
+    throw OptionError("trained_weight", "must be in [0, 1], got " + format_number(trained_weight));
   struct Layer {
     torch::nn::BatchNorm2dImpl* bn;
     c10::optional<double> momentum;
