@@ -59,7 +59,8 @@ struct AdaptationReport {
   AdaptedStatistics statistics;
 };
 
-// Called after each batch with (images done, images in all as far as the videos report their length).
+// Called with (images done, images in all as far as the videos report their length): with 0 once the
+// inputs are open, then after each batch.
 using AdaptationProgress = std::function<void(int64_t done, int64_t total)>;
 
 // Writes (atomically) a copy of the checkpoint whose batch-norm statistics are adapted to the scene:

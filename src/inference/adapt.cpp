@@ -102,7 +102,7 @@ AdaptationReport adapt_checkpoint(const CheckpointAdaptation& o, const Adaptatio
   };
   int64_t done = 0;
   report.statistics = adapt_batch_norm(ck.model, [&]() -> torch::Tensor {
-    if (done > 0 && progress) progress(done, std::max(total, done));
+    if (progress) progress(done, std::max(total, done));  // done 0 first: the inputs are open
     std::vector<torch::Tensor> batch;
     for (cv::Mat rgb; static_cast<int64_t>(batch.size()) < o.batch && !(rgb = next_image()).empty();)
       batch.push_back(network_input(rgb, ck.info.size, ck.info.norm));

@@ -28,7 +28,7 @@ void run_adapt(AdaptArgs& a) {
     if (is_video(input)) a.options.videos.push_back({input.string(), std::nullopt, a.frames});
     else images.push_back(input);
   a.options.images = list_images(images);
-  std::optional<Progress> progress;  // the total is known once the videos are open
+  std::optional<Progress> progress;  // the total is known once the videos are open (done 0)
   const AdaptationReport r = adapt_checkpoint(a.options, [&](int64_t done, int64_t total) {
     if (!progress) progress.emplace("adapted to", total, true);
     progress->update(done, "");
