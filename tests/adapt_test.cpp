@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <cmath>
 #include <fstream>
+#include <iterator>
 
 using namespace segnet;
 namespace fs = std::filesystem;
@@ -338,6 +339,19 @@ TEST_F(AdaptedModel, EveryKthFrameOfAVideoCountsAsAnImageFile) {
                             dir.path);
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_TRUE(contains(r.out, "on 3 images; wrote")) << r.out;  // the image, and the 1st and 4th of 6 frames
+  EXPECT_FALSE(contains(r.err, "warning")) << r.err;
+  // A copy cut short gives the frames it holds, and a warning that it announced more.
+  {
+    std::ifstream in(dir.path / "scene.avi", std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::ofstream(dir.path / "cut.avi", std::ios::binary) << bytes.substr(0, bytes.size() * 6 / 10);
+  }
+  const auto cut = segnet_cli("adapt --checkpoint " + quote(root_ / "run" / "last.pt") + " --out " + quote(dir.path / "cut.pt") +
+                                  " " + quote(dir.path / "cut.avi"),
+                              dir.path);
+  EXPECT_EQ(cut.status, 0) << cut.err;
+  EXPECT_TRUE(contains(cut.err, "where the inputs announce " + std::to_string(dark_.size()) + ": a video ended early"))
+      << cut.err;
 
   // A camera needs a frame count (it would run on forever); a missing video is named; nothing is written.
   CheckpointAdaptation camera = from_video;
@@ -378,6 +392,10 @@ TEST_F(AdaptedModel, AdaptRefusesWhatItCannotUseAndWritesNothing) {
       adapt("--checkpoint " + quote(ck) + " --trained-weight 1.5 --out " + quote(out) + dark), "--trained-weight"));
   EXPECT_TRUE(test::FailsWithOneLineNaming(adapt("--checkpoint " + quote(dir.path / "missing.pt") + " --out " + quote(out) + dark),
                                            "missing.pt"));
+  // A camera without a frame count would run on forever; no inputs at all; a negative count.
+  EXPECT_TRUE(test::FailsWithOneLineNaming(adapt("--checkpoint " + quote(ck) + " --camera 0 --out " + quote(out)), "--frames"));
+  EXPECT_TRUE(test::FailsWithOneLineNaming(adapt("--checkpoint " + quote(ck) + " --out " + quote(out)), "--camera"));
+  EXPECT_TRUE(test::FailsWithOneLineNaming(adapt("--checkpoint " + quote(ck) + " --frames -1 --out " + quote(out) + dark), "--frames"));
   EXPECT_FALSE(fs::exists(out));
 
   const auto r = adapt("--checkpoint " + quote(ck) + " --out " + quote(out) + dark);

@@ -418,6 +418,26 @@ TEST_F(CliRun, PredictVideoWritesAnOverlayFrameAndAMaskPerInputFrame) {
     ++masks;
   }
   EXPECT_EQ(masks, 7);
+  EXPECT_FALSE(contains(r.err, "warning")) << r.err;
+
+  // The same file cut short (a copy that stopped downloading): the frames it holds, and a warning that
+  // it announces more.
+  const fs::path cut = dir_.path / "cut.avi";
+  {
+    std::ifstream in(video, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::ofstream(cut, std::ios::binary) << bytes.substr(0, bytes.size() * 6 / 10);
+  }
+  const Result c = segnet_cli("predict --checkpoint " + quote(run_ / "best.pt") + " --out " + quote(out) + " " + quote(cut),
+                              dir_.path);
+  ASSERT_EQ(c.status, 0) << c.err;
+  EXPECT_TRUE(contains(c.err, "cut.avi ended after ")) << c.err;
+  EXPECT_TRUE(contains(c.err, " of the 7 frames it announces")) << c.err;
+  cv::VideoCapture partial((out / "cut_overlay.avi").string());
+  int held = 0;
+  for (cv::Mat frame; partial.read(frame);) ++held;
+  EXPECT_GT(held, 0);
+  EXPECT_LT(held, 7);
 }
 
 TEST_F(CliRun, PredictRejectsUnreadableVideoNamingIt) {

@@ -27,6 +27,9 @@ struct ImageOutputs {
 
 struct InferenceReport {
   int64_t items = 0;  // images, or video frames
+  // Videos: the frames the input announces (its length, capped by max_frames); 0 where it announces none
+  // (a camera). More than `items` when the video ended early (damaged or cut short) or progress stopped it.
+  int64_t announced = 0;
   double seconds = 0;
   double per_second() const { return seconds > 0 ? items / seconds : 0; }
 };

@@ -123,6 +123,7 @@ InferenceReport predict_video(Segmenter& segmenter, const VideoInput& input, con
     }
     writer.release();
   });
+  report.announced = video.expected_frames();
   report.seconds = seconds_since(start);
   return report;
 }

@@ -4,6 +4,7 @@
 
 #include <segnet/adapt.h>
 #include <segnet/data.h>
+#include <segnet/error.h>
 #include <segnet/predict.h>
 
 #include <cstdio>
@@ -17,23 +18,31 @@ namespace {
 struct AdaptArgs {
   CheckpointAdaptation options;
   std::vector<std::filesystem::path> inputs;
+  std::optional<int> camera;
   int64_t frames = 0;
   Compute compute;
 };
 
 void run_adapt(AdaptArgs& a) {
+  if (a.inputs.empty() && !a.camera) throw Error("adapt: give image or video files, folders, or --camera K with --frames N");
   a.options.device = a.compute.setup();
   std::vector<std::filesystem::path> images;
   for (const auto& input : a.inputs)
     if (is_video(input)) a.options.videos.push_back({input.string(), std::nullopt, a.frames});
     else images.push_back(input);
+  if (a.camera) a.options.videos.push_back({"", a.camera, a.frames});
   a.options.images = list_images(images);
   std::optional<Progress> progress;  // the total is known once the videos are open (done 0)
+  int64_t announced = 0;
   const AdaptationReport r = adapt_checkpoint(a.options, [&](int64_t done, int64_t total) {
     if (!progress) progress.emplace("adapted to", total, true);
     progress->update(done, "");
+    announced = total;
   });
   if (progress) progress->finish();
+  if (r.statistics.images < announced)
+    std::fprintf(stderr, "segnet: warning: %lld images where the inputs announce %lld: a video ended early (damaged or cut short?)\n",
+                 static_cast<long long>(r.statistics.images), static_cast<long long>(announced));
   std::printf("re-estimated %lld batch-norm layers' statistics on %lld image%s; wrote %s\n",
               static_cast<long long>(r.statistics.layers), static_cast<long long>(r.statistics.images),
               r.statistics.images == 1 ? "" : "s", r.out.c_str());
@@ -53,11 +62,13 @@ Command add_adapt(CLI::App& app) {
                   "share of the trained statistics kept, in [0, 1]: 0 takes the scene's alone, 0.5 averages the two")
       ->capture_default_str();
   cmd->add_option("--out", c.out, "the adapted copy (default: beside the checkpoint, STEM_adapted.pt)");
-  cmd->add_option("--frames", a->frames, "videos: stop after this many frames of each (0 = all)")->capture_default_str();
+  cmd->add_option("--camera", a->camera, "also camera K's next --frames frames");
+  cmd->add_option("--frames", a->frames, "videos: stop after this many frames of each (0 = all); a camera needs it")
+      ->check(kUnsigned)
+      ->capture_default_str();
   cmd->add_option("--frame-step", c.frame_step, "videos: every K-th frame (neighbouring frames are nearly the same image)")
       ->capture_default_str();
-  cmd->add_option("inputs", a->inputs, "image files, folders of images, video files or image sequences (frames/%04d.png)")
-      ->required();
+  cmd->add_option("inputs", a->inputs, "image files, folders of images, video files or image sequences (frames/%04d.png)");
   a->compute.add_to(cmd, /*precision_option=*/false);
   return {cmd, [a] { run_adapt(*a); }};
 }

@@ -42,6 +42,9 @@ void run_video(Segmenter& segmenter, const PredictArgs& a, const VideoInput& inp
   std::printf("%s: %lld frame%s in %.1f s, %.2f frames/s; overlay video %s%s%s\n", name.c_str(),
               static_cast<long long>(r.items), r.items == 1 ? "" : "s", r.seconds, r.per_second(), outputs.video.c_str(),
               a.masks ? ", masks in " : "", a.masks ? outputs.masks_folder.c_str() : "");
+  if (r.items < r.announced && !interrupted)
+    std::fprintf(stderr, "segnet: warning: %s ended after %lld of the %lld frames it announces (damaged or cut short?)\n",
+                 input.path.c_str(), static_cast<long long>(r.items), static_cast<long long>(r.announced));
 }
 
 void run_predict(PredictArgs& a) {
@@ -82,7 +85,9 @@ Command add_predict(CLI::App& app) {
   cmd->add_option("inputs", a->inputs, "image files, folders of images, video files");
   cmd->add_option("--camera", a->camera, "also segment camera K (until Ctrl-C or --frames)");
   cmd->add_option("--batch", a->batch, "images or frames per forward pass")->capture_default_str();
-  cmd->add_option("--frames", a->frames, "videos and cameras: stop after this many frames (0 = all)")->capture_default_str();
+  cmd->add_option("--frames", a->frames, "videos and cameras: stop after this many frames (0 = all)")
+      ->check(kUnsigned)
+      ->capture_default_str();
   cmd->add_flag("--masks", a->masks, "videos and cameras: also write each frame's class ids as PNG");
   cmd->add_flag("--probabilities", a->probabilities,
                 "images: also write each image's class probabilities as STEM_probabilities.npy (float32)");
