@@ -162,6 +162,16 @@ TEST(Tune, ImpossibleSearchesAreRefusedNamingTheOption) {
   t = tiny_search(dir.path / "data", dir.path / "search4");
   t.base.val_list = "missing.txt";
   EXPECT_TRUE(contains(error_of([&] { tune(t); }), "missing.txt"));
+  // A batch size that is not a whole number, or not a list.
+  const std::string fraction = error_of([] { search_space_from_json(nlohmann::json{{"batch", {2.5}}}); });
+  EXPECT_TRUE(contains(fraction, "space.batch") && contains(fraction, "2.5")) << fraction;
+  EXPECT_TRUE(contains(error_of([] { search_space_from_json(nlohmann::json{{"batch", 4}}); }), "space.batch has the wrong type"));
+  // A file of the user's where a trial's run folder goes: named, and left as it was.
+  t = tiny_search(dir.path / "data", dir.path / "search6");
+  fs::create_directories(t.out);
+  std::ofstream(t.out / "trial_000") << "notes";
+  EXPECT_TRUE(contains(error_of([&] { tune(t); }), "trial_000"));
+  EXPECT_EQ(fs::file_size(t.out / "trial_000"), 5u);
   // No val list to rank the trials by: refused before the first trial trains.
   fs::remove(dir.path / "data" / "val.txt");
   t = tiny_search(dir.path / "data", dir.path / "search5");

@@ -128,7 +128,13 @@ SearchSpace search_space_from_json(const nlohmann::json& j, SearchSpace s) {
     try {
       if (key == "lr") s.lr = value.get<std::array<double, 2>>();
       else if (key == "weight_decay") s.weight_decay = value.get<std::array<double, 2>>();
-      else if (key == "batch") s.batch = value.get<std::vector<int64_t>>();
+      else if (key == "batch") {
+        s.batch.clear();
+        for (const nlohmann::json& b : value.get<std::vector<nlohmann::json>>()) {
+          if (!b.is_number_integer()) throw OptionError("space.batch", b.dump() + " is not a batch size");
+          s.batch.push_back(b.get<int64_t>());
+        }
+      }
       else if (key == "augment") {
         s.augment.clear();
         for (const std::string& name : value.get<std::vector<std::string>>()) {
@@ -207,7 +213,11 @@ TuneReport tune(const TuneOptions& t, const TuneCallbacks& callbacks) {
     TrainOptions o = r.options;
     o.epochs = epochs;
     o.resume = fs::exists(o.out / "last.pt");
-    if (!o.resume && fs::exists(o.out)) fs::remove_all(o.out);  // interrupted before its first epoch ended
+    if (!o.resume && fs::exists(o.out)) {  // interrupted before its first epoch ended, or not ours
+      if (!fs::is_directory(o.out) || !(fs::is_empty(o.out) || fs::exists(o.out / "config.json")))
+        throw Error(o.out, "is in the search's folder but is not a trial's run folder; move it away");
+      fs::remove_all(o.out);
+    }
     // A search run again finds its trials trained as far as before (or further, by a later rung).
     if (!o.resume || read_metrics_csv(o.out / "metrics.csv").size() < static_cast<size_t>(epochs)) train(o, callbacks.train);
     auto rows = read_metrics_csv(o.out / "metrics.csv");
