@@ -203,6 +203,7 @@ TEST(Train, ConfigValuesOfTheWrongTypeNameTheirKey) {
            {"model", 3},
            {"optimizer", nlohmann::json::array()},
            {"class_weights", {"a", "b"}},
+           {"class_weights", "mean"},
            {"epochs", "ten"},
            {"batch", 2.5},  // not truncated to 2
            {"seed", -5}}) {  // not wrapped around
@@ -212,6 +213,22 @@ TEST(Train, ConfigValuesOfTheWrongTypeNameTheirKey) {
     } catch (const OptionError& e) {
       EXPECT_EQ(e.option(), key);
     }
+  }
+}
+
+// Class weights in config.json: by name where they have one, else as the list of weights.
+TEST(Train, ClassWeightsAreWrittenByNameOrAsTheirList) {
+  for (const auto& [weights, written] : std::vector<std::pair<ClassWeights, nlohmann::json>>{
+           {ClassWeights::median_frequency(), "median"},
+           {ClassWeights::uniform(), "none"},
+           {ClassWeights::of({0.5f, 2.f}), {0.5, 2.0}}}) {
+    TrainOptions o;
+    o.class_weights = weights;
+    const nlohmann::json j = options_to_json(o);
+    EXPECT_EQ(j.at("class_weights"), written);
+    const TrainOptions back = options_from_json(j);
+    EXPECT_EQ(back.class_weights.kind, weights.kind) << written;
+    EXPECT_EQ(back.class_weights.given, weights.given) << written;
   }
 }
 

@@ -26,6 +26,13 @@ struct ClassWeights {
   static ClassWeights uniform() { return {Kind::Uniform, {}}; }
   static ClassWeights of(std::vector<float> weights) { return {Kind::Given, std::move(weights)}; }
 };
+// The kinds that have names ("median", "none"); given weights are written as their list.
+template <>
+struct ChoiceNames<ClassWeights::Kind> {
+  static std::vector<std::pair<ClassWeights::Kind, std::string>> all() {
+    return {{ClassWeights::Kind::MedianFrequency, "median"}, {ClassWeights::Kind::Uniform, "none"}};
+  }
+};
 
 // Pseudo-label semi-supervised learning: loss = labelled + lambda * pseudo, where pseudo-labels are an
 // EMA teacher's confident predictions on a weak view of unlabelled images, learnt from a strong view.

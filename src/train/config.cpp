@@ -48,9 +48,8 @@ nlohmann::json optional_value(const std::optional<T>& value) {
 }  // namespace
 
 nlohmann::json options_to_json(const TrainOptions& o) {
-  nlohmann::json class_weights = o.class_weights.kind == ClassWeights::Kind::MedianFrequency ? nlohmann::json("median")
-                                 : o.class_weights.kind == ClassWeights::Kind::Uniform      ? nlohmann::json("none")
-                                                                                             : nlohmann::json(o.class_weights.given);
+  const nlohmann::json class_weights = o.class_weights.kind == ClassWeights::Kind::Given ? nlohmann::json(o.class_weights.given)
+                                                                                       : nlohmann::json(to_string(o.class_weights.kind));
   return {{"data", o.data.string()},
           {"train_list", o.train_list},
           {"val_list", optional_value(o.val_list)},
@@ -138,14 +137,16 @@ TrainOptions options_from_json(const nlohmann::json& options, TrainOptions o) {
   read(options, "weight_decay", o.weight_decay);
   if (options.contains("class_weights")) {
     const auto& w = options.at("class_weights");
-    if (w == "median") o.class_weights = ClassWeights::median_frequency();
-    else if (w == "none") o.class_weights = ClassWeights::uniform();
-    else if (w.is_array()) {
+    const auto kind = w.is_string() ? choice_from_name<ClassWeights::Kind>(w.get<std::string>()) : std::nullopt;
+    if (kind) {
+      o.class_weights = {*kind, {}};
+    } else if (w.is_array()) {
       std::vector<float> given;
       read(options, "class_weights", given);
       o.class_weights = ClassWeights::of(std::move(given));
+    } else {
+      throw OptionError("class_weights", "must be " + choice_list<ClassWeights::Kind>() + " (as a string), or a list of weights");
     }
-    else throw OptionError("class_weights", "must be \"median\", \"none\" or a list of weights");
   }
   optional("num_classes", o.num_classes);
   optional("void_label", o.void_label);

@@ -20,10 +20,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string class_weights_name(ClassWeights::Kind kind) {
-  return kind == ClassWeights::Kind::MedianFrequency ? "median" : kind == ClassWeights::Kind::Uniform ? "none" : "given";
-}
-
 void check_range(const std::string& key, const std::array<double, 2>& range) {
   if (!(range[0] > 0 && range[1] >= range[0]))
     throw OptionError(key, "must be [min, max] with 0 < min <= max, not [" + std::to_string(range[0]) + ", " +
@@ -112,7 +108,7 @@ void write_table(const TuneOptions& t, const std::vector<TrialRecord>& trials) {
   for (const TrialRecord& r : trials) {
     const double best = r.miou.empty() ? NAN : *std::max_element(r.miou.begin(), r.miou.end());
     csv << r.trial << "," << format_number(*r.options.lr) << "," << format_number(r.options.weight_decay) << "," << r.options.batch
-        << "," << to_string(r.augment) << "," << class_weights_name(r.options.class_weights.kind) << "," << r.rung << ","
+        << "," << to_string(r.augment) << "," << to_string(r.options.class_weights.kind) << "," << r.rung << ","
         << r.miou.size() << "," << format_number(r.score()) << "," << format_number(best) << ",";
     for (size_t e = 0; e < r.miou.size(); ++e) csv << (e ? ";" : "") << format_number(r.miou[e]);
     csv << "\n";
@@ -145,8 +141,9 @@ SearchSpace search_space_from_json(const nlohmann::json& j, SearchSpace s) {
       } else if (key == "class_weights") {
         s.class_weights.clear();
         for (const std::string& name : value.get<std::vector<std::string>>()) {
-          if (name != "median" && name != "none") throw OptionError("space.class_weights", "'" + name + "' is not median or none");
-          s.class_weights.push_back(name == "median" ? ClassWeights::Kind::MedianFrequency : ClassWeights::Kind::Uniform);
+          const auto kind = choice_from_name<ClassWeights::Kind>(name);
+          if (!kind) throw OptionError("space.class_weights", "'" + name + "' is not " + choice_list<ClassWeights::Kind>());
+          s.class_weights.push_back(*kind);
         }
       } else {
         throw OptionError("space." + key, "is not searched (lr, weight_decay, batch, augment, class_weights)");
@@ -161,7 +158,7 @@ SearchSpace search_space_from_json(const nlohmann::json& j, SearchSpace s) {
 nlohmann::json search_space_to_json(const SearchSpace& s) {
   std::vector<std::string> augment, weights;
   for (AugmentPreset p : s.augment) augment.push_back(to_string(p));
-  for (ClassWeights::Kind k : s.class_weights) weights.push_back(class_weights_name(k));
+  for (ClassWeights::Kind k : s.class_weights) weights.push_back(to_string(k));
   return {{"lr", s.lr}, {"weight_decay", s.weight_decay}, {"batch", s.batch}, {"augment", augment}, {"class_weights", weights}};
 }
 

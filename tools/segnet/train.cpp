@@ -111,8 +111,7 @@ void resolve_training_options(TrainArgs& a, const CLI::App* cmd) {
     o.augment.saturation = a.color_jitter[2], o.augment.hue = a.color_jitter[3];
   if (a.no_flip) o.augment.flip = false;
   if (!a.pseudo_scale_range.empty()) o.pseudo.min_scale = a.pseudo_scale_range[0], o.pseudo.max_scale = a.pseudo_scale_range[1];
-  if (a.class_weights == "median") o.class_weights = ClassWeights::median_frequency();
-  else if (a.class_weights == "none") o.class_weights = ClassWeights::uniform();
+  if (const auto kind = choice_from_name<ClassWeights::Kind>(a.class_weights)) o.class_weights = {*kind, {}};
   else o.class_weights = ClassWeights::of(read_class_weights(a.class_weights));
   o.command_line = command_line();
   if (!a.config.empty()) fill_from_saved(cmd, o, a.config);

@@ -32,9 +32,8 @@ std::string number(double v) {
 
 std::string settings(const TrialRecord& r) {
   const TrainOptions& o = r.options;
-  const bool median = o.class_weights.kind == ClassWeights::Kind::MedianFrequency;
   return "--lr " + number(*o.lr) + " --weight-decay " + number(o.weight_decay) + " --batch " + std::to_string(o.batch) +
-         " --augment " + to_string(r.augment) + " --class-weights " + (median ? "median" : "none");
+         " --augment " + to_string(r.augment) + " --class-weights " + to_string(o.class_weights.kind);
 }
 
 // `segnet train` with the tune command's own flags, less the search's, plus the best trial's settings.
