@@ -286,6 +286,17 @@ TEST_F(CliRun, MistakesThatUsedToPassSilentlyAreNamed) {
   r = segnet_cli("synth --out " + quote(data_) + " --count 4", dir_.path);
   EXPECT_TRUE(FailsWithErrorNaming(r, data_.string()));
   EXPECT_EQ(slurp(data_ / "classes.csv"), classes);
+
+  // A checkpoint says which network it is and how many classes it has; --frames is a count.
+  r = segnet_cli("bench --checkpoint " + quote(run_ / "last.pt") + " --num-classes 5 --iters 1", dir_.path);
+  EXPECT_TRUE(FailsWithErrorNaming(r, "--num-classes"));
+  r = segnet_cli("bench --checkpoint " + quote(run_ / "last.pt") + " --model segnet --iters 1", dir_.path);
+  EXPECT_TRUE(FailsWithErrorNaming(r, "--model"));
+  r = segnet_cli("predict --checkpoint " + quote(run_ / "last.pt") + " --out " + quote(dir_.path / "pred") +
+                     " --frames -1 " + quote(read_list(data_, data_ / "val.txt")[0].image),
+                 dir_.path);
+  EXPECT_TRUE(FailsWithErrorNaming(r, "--frames"));
+  EXPECT_FALSE(fs::exists(dir_.path / "pred"));
 }
 
 TEST_F(CliRun, PredictRejectsMissingInputNamingIt) {

@@ -49,16 +49,18 @@ Command add_bench(CLI::App& app) {
   auto a = std::make_shared<BenchArgs>();
   BenchOptions& b = a->options;
   auto* cmd = app.add_subcommand("bench", "time training or inference on random input");
-  add_choice(cmd, "--model", b.model, "network");
+  auto* model = add_choice(cmd, "--model", b.model, "network");
   cmd->add_option("--size", a->size)->capture_default_str();
   cmd->add_option("--batch", b.batch)->capture_default_str();
   cmd->add_option("--mode", a->mode, "train | infer")->capture_default_str()->check(CLI::IsMember({"train", "infer"}));
   cmd->add_option("--iters", b.iters, "timed iterations")->capture_default_str();
   cmd->add_option("--warmup", b.warmup)->capture_default_str();
-  cmd->add_option("--num-classes", b.num_classes)->capture_default_str();
+  auto* classes = cmd->add_option("--num-classes", b.num_classes)->capture_default_str();
   cmd->add_option("--json", a->json, "write the results here");
   cmd->add_flag("--profile", b.profile, "time each stage and operator");
-  cmd->add_option("--checkpoint", b.checkpoint, "infer: time this trained network (and its int8 ranges), not random weights");
+  cmd->add_option("--checkpoint", b.checkpoint, "infer: time this trained network (and its int8 ranges), not random weights")
+      ->excludes(model)
+      ->excludes(classes);  // the checkpoint says which network, and its classes
   cmd->add_option("--image", b.image, "infer: use this image (resized to --size) as the input, not random values");
   a->compute.add_to(cmd);
   return {cmd, [a] { run_bench(*a); }};
