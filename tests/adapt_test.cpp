@@ -396,6 +396,8 @@ TEST_F(AdaptedModel, AdaptRefusesWhatItCannotUseAndWritesNothing) {
   EXPECT_TRUE(test::FailsWithOneLineNaming(adapt("--checkpoint " + quote(ck) + " --camera 0 --out " + quote(out)), "--frames"));
   EXPECT_TRUE(test::FailsWithOneLineNaming(adapt("--checkpoint " + quote(ck) + " --out " + quote(out)), "--camera"));
   EXPECT_TRUE(test::FailsWithOneLineNaming(adapt("--checkpoint " + quote(ck) + " --frames -1 --out " + quote(out) + dark), "--frames"));
+  EXPECT_TRUE(test::FailsWithOneLineNaming(adapt("--checkpoint " + quote(ck) + " --frame-step 2 --out " + quote(out) + dark),
+                                           "--frame-step"));
   EXPECT_FALSE(fs::exists(out));
 
   const auto r = adapt("--checkpoint " + quote(ck) + " --out " + quote(out) + dark);

@@ -296,6 +296,15 @@ TEST_F(CliRun, MistakesThatUsedToPassSilentlyAreNamed) {
                      " --frames -1 " + quote(read_list(data_, data_ / "val.txt")[0].image),
                  dir_.path);
   EXPECT_TRUE(FailsWithErrorNaming(r, "--frames"));
+  // Flags for videos given with images alone, and for images with a video alone, would do nothing.
+  r = segnet_cli("predict --checkpoint " + quote(run_ / "last.pt") + " --out " + quote(dir_.path / "pred") + " --masks " +
+                     quote(read_list(data_, data_ / "val.txt")[0].image),
+                 dir_.path);
+  EXPECT_TRUE(FailsWithErrorNaming(r, "--masks"));
+  r = segnet_cli("predict --checkpoint " + quote(run_ / "last.pt") + " --out " + quote(dir_.path / "pred") +
+                     " --probabilities " + quote(dir_.path / "drive.avi"),
+                 dir_.path);
+  EXPECT_TRUE(FailsWithErrorNaming(r, "--probabilities"));
   EXPECT_FALSE(fs::exists(dir_.path / "pred"));
 }
 

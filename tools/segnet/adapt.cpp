@@ -21,6 +21,7 @@ struct AdaptArgs {
   std::optional<int> camera;
   int64_t frames = 0;
   Compute compute;
+  const CLI::App* cmd = nullptr;
 };
 
 void run_adapt(AdaptArgs& a) {
@@ -31,6 +32,9 @@ void run_adapt(AdaptArgs& a) {
     if (is_video(input)) a.options.videos.push_back({input.string(), std::nullopt, a.frames});
     else images.push_back(input);
   if (a.camera) a.options.videos.push_back({"", a.camera, a.frames});
+  if (a.options.videos.empty())  // named rather than ignored
+    for (const char* flag : {"--frames", "--frame-step"})
+      if (a.cmd->get_option(flag)->count() > 0) throw Error(std::string(flag) + ": applies to videos and cameras only");
   a.options.images = list_images(images);
   std::optional<Progress> progress;  // the total is known once the videos are open (done 0)
   int64_t announced = 0;
@@ -70,6 +74,7 @@ Command add_adapt(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("inputs", a->inputs, "image files, folders of images, video files or image sequences (frames/%04d.png)");
   a->compute.add_to(cmd, /*precision_option=*/false);
+  a->cmd = cmd;
   return {cmd, [a] { run_adapt(*a); }};
 }
 

@@ -25,6 +25,8 @@ struct PredictArgs {
   bool probabilities = false;
   Compute compute;
   SegmenterOptions inference;
+  const CLI::App* cmd = nullptr;
+  bool given(const char* flag) const { return cmd->get_option(flag)->count() > 0; }
 };
 
 std::atomic<bool> interrupted{false};
@@ -50,18 +52,24 @@ void run_video(Segmenter& segmenter, const PredictArgs& a, const VideoInput& inp
 void run_predict(PredictArgs& a) {
   a.inference.precision = a.compute.precision;
   if (a.inputs.empty() && !a.camera) throw Error("predict: give image or video files, folders, or --camera K");
+  std::vector<std::filesystem::path> images, videos;
+  for (const auto& input : a.inputs) (is_video(input) ? videos : images).push_back(input);
+  // Flags that would do nothing are named rather than ignored.
+  if (videos.empty() && !a.camera) {
+    if (a.given("--frames")) throw Error("--frames: applies to videos and cameras only");
+    if (a.given("--masks")) throw Error("--masks: applies to videos and cameras only (images always get their ids as STEM.png)");
+  }
+  if (images.empty() && a.given("--probabilities")) throw Error("--probabilities: applies to images only");
+  const auto files = list_images(images);  // a missing image fails before any video is segmented
   Segmenter segmenter = Segmenter::from_checkpoint(a.checkpoint, a.compute.setup(), a.inference);
   std::signal(SIGINT, [](int) { interrupted = true; });  // a camera runs until Ctrl-C; the video is closed properly
-  std::vector<std::filesystem::path> images;
-  for (const auto& input : a.inputs) {
+  for (const auto& video : videos) {
     // Outputs are named after the video, or after the folder of an image sequence.
-    const std::string name = (input.string().find('%') != std::string::npos ? input.parent_path().filename() : input.stem()).string();
-    if (is_video(input)) run_video(segmenter, a, {input.string(), std::nullopt, a.frames}, name);
-    else images.push_back(input);
+    const std::string name = (video.string().find('%') != std::string::npos ? video.parent_path().filename() : video.stem()).string();
+    run_video(segmenter, a, {video.string(), std::nullopt, a.frames}, name);
   }
   if (a.camera) run_video(segmenter, a, {"", a.camera, a.frames}, "camera" + std::to_string(*a.camera));
-  if (images.empty()) return;
-  const auto files = list_images(images);
+  if (files.empty()) return;
   Progress progress("segmented", static_cast<int64_t>(files.size()), true);
   ImageOutputs outputs{a.out};
   outputs.probabilities = a.probabilities;
@@ -93,6 +101,7 @@ Command add_predict(CLI::App& app) {
                 "images: also write each image's class probabilities as STEM_probabilities.npy (float32)");
   a->compute.add_to(cmd);
   add_inference_options(cmd, a->inference);
+  a->cmd = cmd;
   return {cmd, [a] { run_predict(*a); }};
 }
 
