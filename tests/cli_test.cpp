@@ -306,6 +306,12 @@ TEST_F(CliRun, MistakesThatUsedToPassSilentlyAreNamed) {
                  dir_.path);
   EXPECT_TRUE(FailsWithErrorNaming(r, "--probabilities"));
   EXPECT_FALSE(fs::exists(dir_.path / "pred"));
+  // An empty value (an unset shell variable) is not taken as the option left out, or as this folder.
+  r = segnet_cli("eval --checkpoint " + quote(run_ / "last.pt") + " --data " + quote(data_) + " --json ''", dir_.path);
+  EXPECT_TRUE(FailsWithErrorNaming(r, "--json: is empty"));
+  r = segnet_cli("predict --checkpoint " + quote(run_ / "last.pt") + " --out " + quote(dir_.path / "pred") + " ''", dir_.path);
+  EXPECT_TRUE(FailsWithErrorNaming(r, "an input is an empty path"));
+  EXPECT_FALSE(fs::exists(dir_.path / "pred"));
 }
 
 TEST_F(CliRun, PredictRejectsMissingInputNamingIt) {

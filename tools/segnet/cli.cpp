@@ -68,6 +68,13 @@ std::vector<std::string> arguments;
 const std::vector<std::string>& command_line() { return arguments; }
 void set_command_line(int argc, char** argv) { arguments.assign(argv, argv + argc); }
 
+void refuse_empty_values(const CLI::App& cmd) {
+  for (const CLI::Option* option : cmd.get_options())
+    for (const std::string& value : option->results())
+      if (value.empty())
+        throw Error(option->get_positional() ? "an input is an empty path" : option->get_name() + ": is empty");
+}
+
 std::string flag_for(const std::string& option) {
   static const std::map<std::string, std::string> renamed = {
       {"pseudo.unlabeled", "--unlabeled"},       {"pseudo.weight", "--pseudo-weight"},

@@ -74,6 +74,10 @@ struct Compute {
 // segment.
 void add_inference_options(CLI::App* cmd, SegmenterOptions& options);
 
+// An Error naming the first option given an empty value: "" (an unset shell variable, say) would
+// otherwise read as the option not given (--json ""), or as the current folder.
+void refuse_empty_values(const CLI::App& cmd);
+
 // "HxW" (e.g. "360x480") for `flag`; anything else is an Error naming the flag.
 Size2 parse_size(const std::string& flag, const std::string& text);
 

@@ -31,7 +31,10 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);  // option callbacks may throw segnet's errors too
     for (const auto& command : commands)
-      if (command.app->parsed()) command.run();
+      if (command.app->parsed()) {
+        cli::refuse_empty_values(*command.app);
+        command.run();
+      }
   } catch (const CLI::Success& e) {  // --help
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
