@@ -665,7 +665,7 @@ TEST_F(CliRun, OutputsThatAreInputsAreRefusedAndLeftAsTheyWere) {
   for (const auto& [args, flag] : std::vector<std::pair<std::string, std::string>>{
            {"export --checkpoint " + quote(ck) + " --out " + quote(ck), "--out"},
            {"eval --checkpoint " + quote(ck) + " --data " + quote(data_) + " --json " + quote(ck), "--json"},
-           {"bench --model segnet-basic --size 24x32 --iters 1 --checkpoint " + quote(ck) + " --json " +
+           {"bench --size 24x32 --iters 1 --checkpoint " + quote(ck) + " --json " +
                 quote(dir_.path / "." / "model.pt"),
             "--json"}}) {
     const Result r = segnet_cli(args, dir_.path);
