@@ -34,7 +34,7 @@ void run_adapt(AdaptArgs& a) {
   if (a.camera) a.options.videos.push_back({"", a.camera, a.frames});
   if (a.options.videos.empty())  // named rather than ignored
     for (const char* flag : {"--frames", "--frame-step"})
-      if (a.cmd->get_option(flag)->count() > 0) throw Error(std::string(flag) + ": applies to videos and cameras only");
+      if (given(a.cmd, flag)) throw Error(std::string(flag) + ": applies to videos and cameras only");
   a.options.images = list_images(images);
   std::optional<Progress> progress;  // the total is known once the videos are open (done 0)
   int64_t announced = 0;

@@ -74,6 +74,9 @@ struct Compute {
 // segment.
 void add_inference_options(CLI::App* cmd, SegmenterOptions& options);
 
+// Whether `flag` was given on the command line (not merely left at its default).
+inline bool given(const CLI::App* cmd, const std::string& flag) { return cmd->get_option(flag)->count() > 0; }
+
 // An Error naming the first option given an empty value: "" (an unset shell variable, say) would
 // otherwise read as the option not given (--json ""), or as the current folder.
 void refuse_empty_values(const CLI::App& cmd);

@@ -45,7 +45,7 @@ void run_eval(EvalArgs& a, const CLI::App* cmd) {
   a.inference.precision = a.compute.precision;
   const std::filesystem::path list = a.data / a.list;
   const bool listed = std::filesystem::exists(list);
-  if (!listed && cmd->get_option("--list")->count() > 0) throw OptionError("list", list.string() + " does not exist");
+  if (!listed && given(cmd, "--list")) throw OptionError("list", list.string() + " does not exist");
   if (!a.json.empty()) {
     refuse_overwriting_input("json", a.json, {a.checkpoint, list, a.data / "classes.csv"});
     require_chart_driver(eval_chart_paths(a.json).confusion);

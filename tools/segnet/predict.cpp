@@ -26,7 +26,6 @@ struct PredictArgs {
   Compute compute;
   SegmenterOptions inference;
   const CLI::App* cmd = nullptr;
-  bool given(const char* flag) const { return cmd->get_option(flag)->count() > 0; }
 };
 
 std::atomic<bool> interrupted{false};
@@ -56,10 +55,10 @@ void run_predict(PredictArgs& a) {
   for (const auto& input : a.inputs) (is_video(input) ? videos : images).push_back(input);
   // Flags that would do nothing are named rather than ignored.
   if (videos.empty() && !a.camera) {
-    if (a.given("--frames")) throw Error("--frames: applies to videos and cameras only");
-    if (a.given("--masks")) throw Error("--masks: applies to videos and cameras only (images always get their ids as STEM.png)");
+    if (given(a.cmd, "--frames")) throw Error("--frames: applies to videos and cameras only");
+    if (given(a.cmd, "--masks")) throw Error("--masks: applies to videos and cameras only (images always get their ids as STEM.png)");
   }
-  if (images.empty() && a.given("--probabilities")) throw Error("--probabilities: applies to images only");
+  if (images.empty() && given(a.cmd, "--probabilities")) throw Error("--probabilities: applies to images only");
   const auto files = list_images(images);  // a missing image fails before any video is segmented
   Segmenter segmenter = Segmenter::from_checkpoint(a.checkpoint, a.compute.setup(), a.inference);
   std::signal(SIGINT, [](int) { interrupted = true; });  // a camera runs until Ctrl-C; the video is closed properly

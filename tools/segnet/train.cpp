@@ -54,8 +54,8 @@ void fill_from_saved(const CLI::App* cmd, TrainOptions& o, const std::filesystem
     const CLI::Option* flag = cmd->get_option_no_throw(name);
     return flag && flag->count() > 0;
   };
-  const nlohmann::json given = options_to_json(o);
-  for (const auto& [key, value] : given.items())
+  const nlohmann::json here = options_to_json(o);
+  for (const auto& [key, value] : here.items())
     if (flag_given(flag_for(key)) || (key.rfind("augment.", 0) == 0 && flag_given("--augment"))) merged[key] = value;
   try {
     o = options_from_json(merged, o);
@@ -118,7 +118,7 @@ void resolve_training_options(TrainArgs& a, const CLI::App* cmd) {
   if (o.pseudo.unlabeled.empty())
     for (const char* flag : {"--pseudo-weight", "--pseudo-threshold", "--pseudo-class-share", "--pseudo-scale-range",
                              "--pseudo-mix", "--pseudo-adapt-statistics", "--pseudo-rampup", "--ema-decay"})
-      if (cmd->get_option(flag)->count() > 0)
+      if (given(cmd, flag))
         throw Error(std::string(flag) + ": applies to pseudo-label training only, which --unlabeled starts");
 }
 

@@ -56,10 +56,10 @@ std::string train_command(const TrialRecord& best, const std::filesystem::path& 
 }
 
 void run_tune(TuneArgs& a, const CLI::App* cmd) {
-  if (cmd->get_option("--epochs")->count() > 0)
+  if (given(cmd, "--epochs"))
     throw Error("--epochs: tune sets each trial's epochs (--min-epochs, --eta, --rungs)");
   for (const char* searched : {"--lr", "--weight-decay", "--batch", "--augment", "--class-weights"})
-    if (cmd->get_option(searched)->count() > 0)
+    if (given(cmd, searched))
       throw Error(std::string(searched) + ": tune searches it (set its range with --space)");
   resolve_training_options(a.train, cmd);
   TuneOptions& t = a.tune;
