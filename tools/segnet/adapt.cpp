@@ -44,12 +44,13 @@ void run_adapt(AdaptArgs& a) {
     announced = total;
   });
   if (progress) progress->finish();
-  if (r.statistics.images < announced)
-    std::fprintf(stderr, "segnet: warning: %lld images where the inputs announce %lld: a video ended early (damaged or cut short?)\n",
-                 static_cast<long long>(r.statistics.images), static_cast<long long>(announced));
   std::printf("re-estimated %lld batch-norm layers' statistics on %lld image%s; wrote %s\n",
               static_cast<long long>(r.statistics.layers), static_cast<long long>(r.statistics.images),
               r.statistics.images == 1 ? "" : "s", r.out.c_str());
+  std::fflush(stdout);  // the summary before its warning, also when both go to one log
+  if (r.statistics.images < announced)
+    std::fprintf(stderr, "segnet: warning: %lld images where the inputs announce %lld: a video ended early (damaged or cut short?)\n",
+                 static_cast<long long>(r.statistics.images), static_cast<long long>(announced));
 }
 
 }  // namespace
@@ -73,7 +74,7 @@ Command add_adapt(CLI::App& app) {
   cmd->add_option("--frame-step", c.frame_step, "videos: every K-th frame (neighbouring frames are nearly the same image)")
       ->capture_default_str();
   cmd->add_option("inputs", a->inputs, "image files, folders of images, video files or image sequences (frames/%04d.png)");
-  a->compute.add_to(cmd, /*precision_option=*/false);
+  a->compute.add_to(cmd, Compute::Precisions::Float32Only);
   a->cmd = cmd;
   return {cmd, [a] { run_adapt(*a); }};
 }

@@ -9,10 +9,10 @@
 
 namespace segnet::cli {
 
-void Compute::add_to(CLI::App* cmd, bool precision_option) {
+void Compute::add_to(CLI::App* cmd, Precisions precisions) {
   cmd->add_option("--threads", threads, "CPU threads, at most the cores (default: $OMP_NUM_THREADS if set, as torchrun sets it, else all cores)");
   cmd->add_option("--device", device, "cpu or cuda[:K]")->capture_default_str();
-  if (precision_option) add_choice(cmd, "--precision", precision, "numeric precision of the network");
+  if (precisions == Precisions::Offered) add_choice(cmd, "--precision", precision, "numeric precision of the network");
 }
 
 torch::Device Compute::setup() const {

@@ -64,8 +64,10 @@ struct Compute {
   int threads = 0;
   std::string device = "cpu";
   Precision precision = Precision::Float32;
-  // --threads and --device, and --precision unless the command computes in fp32 only.
-  void add_to(CLI::App* cmd, bool precision_option = true);
+  // Whether a command offers --precision, or computes in fp32 only.
+  enum class Precisions { Offered, Float32Only };
+  // --threads and --device, and --precision where offered.
+  void add_to(CLI::App* cmd, Precisions precisions = Precisions::Offered);
   // Sets the thread count and returns the device.
   torch::Device setup() const;
 };

@@ -43,6 +43,7 @@ void run_video(Segmenter& segmenter, const PredictArgs& a, const VideoInput& inp
   std::printf("%s: %lld frame%s in %.1f s, %.2f frames/s; overlay video %s%s%s\n", name.c_str(),
               static_cast<long long>(r.items), r.items == 1 ? "" : "s", r.seconds, r.per_second(), outputs.video.c_str(),
               a.masks ? ", masks in " : "", a.masks ? outputs.masks_folder.c_str() : "");
+  std::fflush(stdout);  // the summary before its warning, also when both go to one log
   if (r.items < r.announced && !interrupted)
     std::fprintf(stderr, "segnet: warning: %s ended after %lld of the %lld frames it announces (damaged or cut short?)\n",
                  input.path.c_str(), static_cast<long long>(r.items), static_cast<long long>(r.announced));
