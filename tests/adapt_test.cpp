@@ -312,9 +312,10 @@ TEST_F(AdaptedModel, EveryKthFrameOfAVideoCountsAsAnImageFile) {
   from_files.images = {dark_files_[0], dark_files_[2], dark_files_[4]};
   from_files.out = dir.path / "files.pt";
   std::vector<std::pair<int64_t, int64_t>> progress;  // (done, total): at the start, then after each batch
-  EXPECT_EQ(adapt_checkpoint(from_video, [&](int64_t done, int64_t total) { progress.emplace_back(done, total); })
-                .statistics.images,
-            3);
+  const AdaptationReport report =
+      adapt_checkpoint(from_video, [&](int64_t done, int64_t total) { progress.emplace_back(done, total); });
+  EXPECT_EQ(report.statistics.images, 3);
+  EXPECT_EQ(report.announced, 3);
   EXPECT_EQ(progress, (std::vector<std::pair<int64_t, int64_t>>{{0, 3}, {2, 3}, {3, 3}}));  // 5 frames, every 2nd: 3
   EXPECT_EQ(adapt_checkpoint(from_files).statistics.images, 3);
   Checkpoint a = load_checkpoint(from_video.out), b = load_checkpoint(from_files.out);

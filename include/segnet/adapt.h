@@ -57,6 +57,10 @@ struct CheckpointAdaptation {
 struct AdaptationReport {
   std::filesystem::path out;
   AdaptedStatistics statistics;
+  // The images, plus the frames the videos announce (their length, capped by max_frames, every
+  // frame_step-th); 0 for a video that announces none (a camera without max_frames). More than
+  // statistics.images when a video ended early (damaged or cut short), as InferenceReport::announced.
+  int64_t announced = 0;
 };
 
 // Called with (images done, images in all as far as the videos report their length): with 0 once the

@@ -85,10 +85,10 @@ AdaptationReport adapt_checkpoint(const CheckpointAdaptation& o, const Adaptatio
   // The scene's images, then every frame_step-th frame of each video (all opened first, so that a bad
   // one fails before any work); an empty image at the end.
   std::vector<std::unique_ptr<VideoFrames>> videos;
-  auto total = static_cast<int64_t>(o.images.size());
+  report.announced = static_cast<int64_t>(o.images.size());
   for (const auto& v : o.videos) {
     videos.push_back(std::make_unique<VideoFrames>(v));
-    total += (videos.back()->expected_frames() + o.frame_step - 1) / o.frame_step;
+    report.announced += (videos.back()->expected_frames() + o.frame_step - 1) / o.frame_step;
   }
   size_t image = 0, video = 0;
   const auto next_image = [&]() -> cv::Mat {
@@ -102,7 +102,7 @@ AdaptationReport adapt_checkpoint(const CheckpointAdaptation& o, const Adaptatio
   };
   int64_t done = 0;
   report.statistics = adapt_batch_norm(ck.model, [&]() -> torch::Tensor {
-    if (progress) progress(done, std::max(total, done));  // done 0 first: the inputs are open
+    if (progress) progress(done, std::max(report.announced, done));  // done 0 first: the inputs are open
     std::vector<torch::Tensor> batch;
     for (cv::Mat rgb; static_cast<int64_t>(batch.size()) < o.batch && !(rgb = next_image()).empty();)
       batch.push_back(network_input(rgb, ck.info.size, ck.info.norm));

@@ -37,20 +37,18 @@ void run_adapt(AdaptArgs& a) {
       if (given(a.cmd, flag)) throw Error(std::string(flag) + ": applies to videos and cameras only");
   a.options.images = list_images(images);
   std::optional<Progress> progress;  // the total is known once the videos are open (done 0)
-  int64_t announced = 0;
   const AdaptationReport r = adapt_checkpoint(a.options, [&](int64_t done, int64_t total) {
     if (!progress) progress.emplace("adapted to", total, true);
     progress->update(done, "");
-    announced = total;
   });
   if (progress) progress->finish();
   std::printf("re-estimated %lld batch-norm layers' statistics on %lld image%s; wrote %s\n",
               static_cast<long long>(r.statistics.layers), static_cast<long long>(r.statistics.images),
               r.statistics.images == 1 ? "" : "s", r.out.c_str());
   std::fflush(stdout);  // the summary before its warning, also when both go to one log
-  if (r.statistics.images < announced)
+  if (r.statistics.images < r.announced)
     std::fprintf(stderr, "segnet: warning: %lld images where the inputs announce %lld: a video ended early (damaged or cut short?)\n",
-                 static_cast<long long>(r.statistics.images), static_cast<long long>(announced));
+                 static_cast<long long>(r.statistics.images), static_cast<long long>(r.announced));
 }
 
 }  // namespace
