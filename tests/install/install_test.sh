@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Installs a built segnet into a fresh temporary prefix, builds examples/segment_image and
-# examples/segment_video out of tree against that prefix alone, trains a small model with the
-# installed program and runs both examples on it. Any step that fails or hangs fails the test with
-# a line saying which step.
+# Installs a built segnet into a fresh temporary prefix, builds the examples (train_model,
+# segment_image, segment_video) out of tree against that prefix alone, trains a small model with
+# train_model on a dataset the installed program synthesizes, and runs the other two on it. Any step
+# that fails or hangs fails the test with a line saying which step.
 # Usage: install_test.sh CMAKE BUILD_DIR EXAMPLES_DIR CXX_COMPILER GENERATOR
 set -euo pipefail
 [ $# -eq 5 ] || { echo "usage: $0 CMAKE BUILD_DIR EXAMPLES_DIR CXX_COMPILER GENERATOR" >&2; exit 2; }
@@ -34,6 +34,15 @@ png_size() {
   read -r w h < <(od -An -tu1 -j16 -N8 "$1" | awk '{print $1*16777216+$2*65536+$3*256+$4, $5*16777216+$6*65536+$7*256+$8}')
   echo "${w}x${h}"
 }
+# expect_error WHAT TEXT COMMAND...: COMMAND must fail (not hang) with one line of output holding TEXT.
+expect_error() {
+  local what=$1 text=$2 rc=0
+  shift 2
+  timeout 60 "$@" </dev/null >"$tmp/out.txt" 2>&1 || rc=$?
+  ((rc != 0 && rc != 124)) || fail "$what: exit status $rc"
+  [ "$(wc -l <"$tmp/out.txt")" -eq 1 ] && grep -qF -- "$text" "$tmp/out.txt" ||
+    { cat "$tmp/out.txt"; fail "$what: not one line holding '$text'"; }
+}
 expect_png() {  # expect_png FILE WIDTHxHEIGHT
   local size
   size=$(png_size "$1")
@@ -57,23 +66,24 @@ if grep -rqF -e "$build/" -e "$source/" "$package"; then
 fi
 
 # 2. Build the examples as a user would: their own build folders, only the prefix to find segnet in.
-for example in segment_image segment_video; do
+examples_built=(train_model segment_image segment_video)
+for example in "${examples_built[@]}"; do
   step 300 "configure $example against the prefix" "$cmake" -S "$examples/$example" -B "$tmp/build-$example" \
     -G "$generator" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_PREFIX_PATH="$prefix" \
     -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF
   found=$(sed -n 's/^segnet_DIR:PATH=//p' "$tmp/build-$example/CMakeCache.txt")
   [ "$found" = "$package" ] || fail "$example found segnet in '$found', not in the prefix ($package)"
 done
-# One translation unit each: build both at once (one core each).
-echo "== build both examples"
+# One translation unit each: build them at once (one job each).
+echo "== build the examples"
 start=$SECONDS
 pids=()
-for example in segment_image segment_video; do
+for example in "${examples_built[@]}"; do
   timeout --kill-after=10 600 "$cmake" --build "$tmp/build-$example" -j1 >"$tmp/build-$example.log" 2>&1 </dev/null &
   pids+=($!)
 done
-for i in 0 1; do
-  example=$([ $i -eq 0 ] && echo segment_image || echo segment_video)
+for i in "${!examples_built[@]}"; do
+  example=${examples_built[$i]}
   rc=0
   wait "${pids[$i]}" || rc=$?
   if ((rc != 0)); then
@@ -85,14 +95,25 @@ for i in 0 1; do
 done
 echo "   ($((SECONDS - start)) s)"
 
-# 3. A small model, from the installed program.
+# 3. train_model: a small model on a dataset of the installed program's (12 images: 10 train, 2 val);
+#    run again with more epochs, it continues the run; mistakes are one line naming them.
 data=$tmp/data run=$tmp/run out=$tmp/out
 mkdir -p "$out"
 step 120 "segnet synth" "$prefix/bin/segnet" synth --out "$data" --count 12 --size 48x64 --seed 1
-step 300 "segnet train" "$prefix/bin/segnet" train --data "$data" --model segnet-basic --size 48x64 \
-  --epochs 1 --batch 4 --optimizer adam --out "$run" --threads 2
+train_model=$tmp/build-train_model/train_model
+step 300 "train_model, 1 epoch" "$train_model" "$data" "$run" 1 48 64
+grep -q "^epoch 1/1  loss" "$tmp/out.txt" || fail "train_model printed no line for epoch 1 of 1"
+grep -q "^best.pt on 2 validation images: global accuracy [0-9.]*, mIoU [0-9.]*$" "$tmp/out.txt" ||
+  fail "train_model did not score best.pt on the 2 validation images"
 checkpoint=$run/last.pt
-[ -f "$checkpoint" ] || fail "segnet train wrote no $checkpoint"
+[ -f "$checkpoint" ] || fail "train_model wrote no $checkpoint"
+step 300 "train_model, resumed to 2 epochs" "$train_model" "$data" "$run" 2 48 64
+grep -q "^epoch 2/2  loss" "$tmp/out.txt" && ! grep -q "^epoch 1/" "$tmp/out.txt" ||
+  fail "train_model run again with 2 epochs did not continue at epoch 2"
+[ "$(wc -l <"$run/metrics.csv")" -eq 3 ] || fail "$run/metrics.csv: not a header and 2 epochs' rows"
+expect_error "train_model with EPOCHS 'two'" "EPOCHS: 'two'" "$train_model" "$data" "$run" two 48 64
+expect_error "train_model resuming at another size" "size is [32,64] here" "$train_model" "$data" "$run" 3 32 64
+[ "$(wc -l <"$run/metrics.csv")" -eq 3 ] || fail "a refused train_model changed $run/metrics.csv"
 
 # 4. segment_image: three PNGs at the image's size (64 wide, 48 high).
 image=$(ls "$data"/val/*.png | head -1)
@@ -118,11 +139,6 @@ grep -q "^$n frames" "$tmp/out.txt" || fail "$out/b.mp4 does not read back as $n
 [ -s "$out/c.avi" ] || fail "segment_video wrote no $out/c.avi"
 
 # 6. A missing input is a one-line error and a non-zero exit status.
-rc=0
-timeout 60 "$segment_video" "$checkpoint" "$tmp/no-such.avi" "$out/x.avi" \
-  </dev/null >"$tmp/out.txt" 2>&1 || rc=$?
-((rc != 0 && rc != 124)) || fail "segment_video on a missing input: exit status $rc"
-[ "$(wc -l <"$tmp/out.txt")" -eq 1 ] && grep -q "no-such.avi" "$tmp/out.txt" ||
-  { cat "$tmp/out.txt"; fail "segment_video on a missing input: not one line naming the file"; }
+expect_error "segment_video on a missing input" "no-such.avi" "$segment_video" "$checkpoint" "$tmp/no-such.avi" "$out/x.avi"
 
 echo "passed"
