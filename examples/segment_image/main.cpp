@@ -4,6 +4,7 @@
 //   OUT_PREFIX_overlay.png  the colours over the image
 // Usage: segment_image CHECKPOINT IMAGE OUT_PREFIX
 #include <segnet/segnet.h>
+#include <torch/cuda.h>
 
 #include <cstdio>
 #include <iostream>
@@ -20,9 +21,10 @@ int main(int argc, char** argv) {
     segnet::set_threads(0);
 
     // The model and everything it needs (classes, input size, normalisation) come from the checkpoint.
-    // SegmenterOptions{} is fp32; set .precision = segnet::Precision::BFloat16 for bf16 where
-    // segnet::has_fast_bf16(torch::kCPU) says the CPU runs it fast.
-    segnet::Segmenter segmenter = segnet::Segmenter::from_checkpoint(checkpoint, torch::kCPU, segnet::SegmenterOptions{});
+    // It runs on the GPU when LibTorch has one. SegmenterOptions{} is fp32; set .precision =
+    // segnet::Precision::BFloat16 for bf16 where segnet::has_fast_bf16(device) says the device runs it fast.
+    const torch::Device device = torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+    segnet::Segmenter segmenter = segnet::Segmenter::from_checkpoint(checkpoint, device, segnet::SegmenterOptions{});
 
     // An image of any size, as 8-bit RGB. segment() returns one class id per pixel (CV_8UC1), at the image's size.
     cv::Mat rgb = segnet::read_image(image);
