@@ -121,6 +121,10 @@ TEST_F(CliRun, EvalWritesJsonWithMetricsPerClassAndConfusion) {
     EXPECT_GE(j[key].get<double>(), 0.0) << key;
     EXPECT_LE(j[key].get<double>(), 1.0) << key;
   }
+  // The printed figures are the JSON's rounded to four decimals (not cut after four), as train prints them.
+  char miou[32];
+  std::snprintf(miou, sizeof miou, "%.4f", j["miou"].get<double>());
+  EXPECT_TRUE(contains(r.out, "\nmIoU" + std::string(13, ' ') + miou + "\n")) << r.out;
   const auto classes = read_classes_csv(data_ / "classes.csv");
   const size_t k = classes.size();
   ASSERT_TRUE(j.contains("per_class"));

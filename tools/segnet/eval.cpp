@@ -22,7 +22,13 @@ struct EvalArgs {
   SegmenterOptions inference;
 };
 
-std::string format(const nlohmann::json& v) { return v.is_null() ? "   n/a" : std::to_string(v.get<double>()).substr(0, 6); }
+// Four decimals, rounded as train's epoch line rounds them; undefined values (null) as n/a.
+std::string format(const nlohmann::json& v) {
+  if (v.is_null()) return "   n/a";
+  char text[32];
+  std::snprintf(text, sizeof text, "%.4f", v.get<double>());
+  return text;
+}
 
 void print_metrics(const nlohmann::json& j) {
   const std::pair<const char*, const char*> summary[] = {
