@@ -1,6 +1,8 @@
 // Runs the real `segnet` binary: exit statuses, files written and the one-line errors on stderr.
 #include <segnet/data.h>
 #include <segnet/files.h>
+#include <segnet/model.h>
+#include <segnet/quantize.h>
 #include <segnet/runtime.h>
 
 #include "expect_error.h"
@@ -764,4 +766,61 @@ TEST_F(CliRun, ExportRejectsBadInputsWithOneLineAndWritesNothing) {
   EXPECT_FALSE(fs::exists(onnx));
   for (const auto& entry : fs::directory_iterator(dir_.path))
     EXPECT_NE(entry.path().extension(), ".onnx") << entry.path();
+}
+
+TEST_F(CliRun, InfoSaysWhatACheckpointHoldsAndWritesItsMetadataAsJson) {
+  const fs::path ck = run_ / "last.pt", json_file = dir_.path / "info.json";
+  const auto classes = read_classes_csv(data_ / "classes.csv");
+  const Result r = segnet_cli("info " + quote(ck) + " --json " + quote(json_file), dir_.path);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const std::string k = std::to_string(classes.size());
+  EXPECT_TRUE(contains(r.out, "\nmodel            segnet-basic, decoder indices, ")) << r.out;
+  EXPECT_TRUE(contains(r.out, "\ntask             multiclass, " + k + " classes\n")) << r.out;
+  EXPECT_TRUE(contains(r.out, "\ninput            RGB at 24x32; ")) << r.out;
+  EXPECT_TRUE(contains(r.out, "\ntrained          1 epoch; best val mIoU ")) << r.out;
+  EXPECT_TRUE(contains(r.out, "\noptimizer        sgd state")) << r.out;
+  EXPECT_TRUE(contains(r.out, "\nint8             not calibrated")) << r.out;
+  EXPECT_FALSE(contains(r.out, "teacher")) << r.out;
+  for (const auto& c : classes) EXPECT_TRUE(contains(r.out, " " + c.name + " ")) << c.name << "\n" << r.out;
+
+  const auto j = nlohmann::json::parse(slurp(json_file));
+  EXPECT_EQ(j["format"], "segnet-checkpoint");
+  EXPECT_EQ(j["model"], "segnet-basic");
+  EXPECT_EQ(j["size"], nlohmann::json({24, 32}));
+  EXPECT_EQ(j["epoch"], 1);
+  EXPECT_EQ(j["optimizer"], "sgd");
+  EXPECT_EQ(j["teacher"], false);
+  EXPECT_EQ(j["bytes"].get<uint64_t>(), fs::file_size(ck));
+  SegNet fresh(SegNetOptions(Model::SegNetBasic, static_cast<int64_t>(classes.size())));
+  EXPECT_EQ(j["parameters"].get<int64_t>(), parameter_count(*fresh));
+  ASSERT_EQ(j["classes"].size(), classes.size());
+  for (size_t i = 0; i < classes.size(); ++i) EXPECT_EQ(j["classes"][i]["name"], classes[i].name);
+
+  // A calibrated copy says how many activation ranges it holds: one per quantized activation.
+  const fs::path int8 = dir_.path / "int8.pt";
+  ASSERT_EQ(segnet_cli("calibrate --checkpoint " + quote(ck) + " --data " + quote(data_) + " --images 1 --threads 1 --out " +
+                           quote(int8),
+                       dir_.path)
+                .status,
+            0);
+  const Result calibrated = segnet_cli("info " + quote(int8), dir_.path);
+  ASSERT_EQ(calibrated.status, 0) << calibrated.err;
+  const auto ranges = activation_count(SegNetOptions(Model::SegNetBasic, static_cast<int64_t>(classes.size())));
+  EXPECT_TRUE(contains(calibrated.out, "\nint8             calibrated: " + std::to_string(ranges) + " activation ranges\n"))
+      << calibrated.out;
+}
+
+TEST_F(CliRun, InfoRefusesDamagedCheckpointsAndJsonOverTheCheckpoint) {
+  const fs::path truncated = dir_.path / "truncated.pt", copy = dir_.path / "copy.pt", json_file = dir_.path / "info.json";
+  fs::copy_file(run_ / "last.pt", truncated);
+  fs::resize_file(truncated, fs::file_size(truncated) - 1);
+  EXPECT_TRUE(FailsWithErrorNaming(segnet_cli("info " + quote(truncated) + " --json " + quote(json_file), dir_.path),
+                                   truncated.string()));
+  EXPECT_FALSE(fs::exists(json_file));
+  const fs::path missing = dir_.path / "missing.pt";
+  EXPECT_TRUE(FailsWithErrorNaming(segnet_cli("info " + quote(missing), dir_.path), missing.string()));
+  fs::copy_file(run_ / "last.pt", copy);
+  const std::string before = slurp(copy);
+  EXPECT_TRUE(FailsWithErrorNaming(segnet_cli("info " + quote(copy) + " --json " + quote(copy), dir_.path), "--json"));
+  EXPECT_EQ(slurp(copy), before);
 }

@@ -5,6 +5,7 @@
 #include <segnet/data.h>
 #include <segnet/model.h>
 
+#include <nlohmann/json.hpp>
 #include <torch/optim/optimizer.h>
 #include <torch/serialize/input-archive.h>
 
@@ -55,6 +56,10 @@ struct TrainState {
   int64_t best_epoch = 0;
   std::optional<Optimizer> optimizer;  // set when the file holds optimizer state
 };
+
+// What a checkpoint stores beside its weights, as the JSON object it is stored as: the model, its
+// classes, input size and normalisation, how its labels were read, int8 ranges, and the training state.
+nlohmann::json to_json(const ModelInfo& info, const TrainState& state);
 
 // Written to a temporary file beside `file`, then renamed over it: an existing file is never left
 // half-written. `optimizer` and `teacher` (the pseudo-label teacher) may be null.

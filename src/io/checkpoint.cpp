@@ -53,33 +53,6 @@ E choice(const nlohmann::json& j, const char* key) {
   return *value;
 }
 
-nlohmann::json to_json(const ModelInfo& info, const TrainState& state) {
-  nlohmann::json classes = nlohmann::json::array();
-  for (const auto& c : info.classes) classes.push_back({{"name", c.name}, {"rgb", c.rgb}});
-  nlohmann::json ranges = nlohmann::json::array();
-  for (const auto& r : info.activation_ranges) ranges.push_back({r.min, r.max});
-  return {{"format", kFormat},
-          {"version", kVersion},
-          {"model", to_string(info.model)},
-          {"task", to_string(info.task)},
-          {"decoder", to_string(info.upsampling)},
-          {"dilation", info.dilation},
-          {"classes", classes},
-          {"void_labels", info.void_labels},
-          {"label_format", to_string(info.label_format)},
-          {"label_map", info.label_map},
-          {"void_colors", info.void_colors},
-          {"size", {info.size.height, info.size.width}},
-          {"mean", info.norm.mean},
-          {"std", info.norm.std},
-          {"class_weights", info.class_weights},
-          {"activation_ranges", ranges},
-          {"epoch", state.epoch},
-          {"best_miou", state.best_miou},
-          {"best_epoch", state.best_epoch},
-          {"optimizer", state.optimizer ? to_string(*state.optimizer) : ""}};
-}
-
 void from_json(const nlohmann::json& j, ModelInfo& info, TrainState& state) {
   info.model = choice<Model>(j, "model");
   info.task = choice<Task>(j, "task");
@@ -126,6 +99,33 @@ std::string verified_archive_bytes(const std::filesystem::path& file) {
 }
 
 }  // namespace
+
+nlohmann::json to_json(const ModelInfo& info, const TrainState& state) {
+  nlohmann::json classes = nlohmann::json::array();
+  for (const auto& c : info.classes) classes.push_back({{"name", c.name}, {"rgb", c.rgb}});
+  nlohmann::json ranges = nlohmann::json::array();
+  for (const auto& r : info.activation_ranges) ranges.push_back({r.min, r.max});
+  return {{"format", kFormat},
+          {"version", kVersion},
+          {"model", to_string(info.model)},
+          {"task", to_string(info.task)},
+          {"decoder", to_string(info.upsampling)},
+          {"dilation", info.dilation},
+          {"classes", classes},
+          {"void_labels", info.void_labels},
+          {"label_format", to_string(info.label_format)},
+          {"label_map", info.label_map},
+          {"void_colors", info.void_colors},
+          {"size", {info.size.height, info.size.width}},
+          {"mean", info.norm.mean},
+          {"std", info.norm.std},
+          {"class_weights", info.class_weights},
+          {"activation_ranges", ranges},
+          {"epoch", state.epoch},
+          {"best_miou", state.best_miou},
+          {"best_epoch", state.best_epoch},
+          {"optimizer", state.optimizer ? to_string(*state.optimizer) : ""}};
+}
 
 void save_checkpoint(const std::filesystem::path& file, const ModelInfo& info, SegNet& model,
                      const torch::optim::Optimizer* optimizer, const TrainState& state, SegNet* teacher) {

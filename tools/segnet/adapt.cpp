@@ -58,7 +58,7 @@ Command add_adapt(CLI::App& app) {
   CheckpointAdaptation& c = a->options;
   auto* cmd = app.add_subcommand(
       "adapt", "adapt a checkpoint to a new scene without labels: batch norm's statistics from its images or videos");
-  cmd->add_option("--checkpoint", c.checkpoint)->required();
+  add_checkpoint(cmd, "--checkpoint", c.checkpoint);
   cmd->add_option("--batch", c.batch, "images per forward pass; the statistics average batches of this many")
       ->capture_default_str();
   cmd->add_option("--trained-weight", c.trained_weight,

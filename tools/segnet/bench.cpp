@@ -50,12 +50,12 @@ Command add_bench(CLI::App& app) {
   BenchOptions& b = a->options;
   auto* cmd = app.add_subcommand("bench", "time training or inference on random input");
   auto* model = add_choice(cmd, "--model", b.model, "network");
-  cmd->add_option("--size", a->size)->capture_default_str();
-  cmd->add_option("--batch", b.batch)->capture_default_str();
+  cmd->add_option("--size", a->size, "input size HxW")->capture_default_str();
+  cmd->add_option("--batch", b.batch, "images per step or forward pass")->capture_default_str();
   cmd->add_option("--mode", a->mode, "train | infer")->capture_default_str()->check(CLI::IsMember({"train", "infer"}));
   cmd->add_option("--iters", b.iters, "timed iterations")->capture_default_str();
-  cmd->add_option("--warmup", b.warmup)->capture_default_str();
-  auto* classes = cmd->add_option("--num-classes", b.num_classes)->capture_default_str();
+  cmd->add_option("--warmup", b.warmup, "untimed iterations first")->capture_default_str();
+  auto* classes = cmd->add_option("--num-classes", b.num_classes, "output classes of the random network")->capture_default_str();
   cmd->add_option("--json", a->json, "write the results here");
   cmd->add_flag("--profile", b.profile, "time each stage and operator");
   cmd->add_option("--checkpoint", b.checkpoint, "infer: time this trained network (and its int8 ranges), not random weights")

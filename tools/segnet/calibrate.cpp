@@ -23,7 +23,7 @@ Command add_calibrate(CLI::App& app) {
   auto a = std::make_shared<CalibrateArgs>();
   CheckpointCalibration& c = a->options;
   auto* cmd = app.add_subcommand("calibrate", "calibrate a checkpoint on training images for --precision int8");
-  cmd->add_option("--checkpoint", c.checkpoint)->required();
+  add_checkpoint(cmd, "--checkpoint", c.checkpoint);
   cmd->add_option("--data", c.data, "dataset directory")->required();
   cmd->add_option("--list", c.list, "list file in --data")->capture_default_str();
   cmd->add_option("--images", c.images, "images to calibrate on, spread over the list")->capture_default_str();

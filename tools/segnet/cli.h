@@ -32,6 +32,7 @@ Command add_report(CLI::App& app);
 Command add_tune(CLI::App& app);
 Command add_calibrate(CLI::App& app);
 Command add_adapt(CLI::App& app);
+Command add_info(CLI::App& app);
 
 // An option whose value is one of a choice's names (--help lists them); sets `target` once parsed.
 template <class E>
@@ -52,6 +53,12 @@ CLI::Option* add_choice(CLI::App* cmd, const std::string& flag, std::optional<E>
       ->add_option_function<std::string>(flag, [&target](const std::string& name) { target = choice_from_name<E>(name); },
                                          help)
       ->check(CLI::IsMember(names));
+}
+
+// The checkpoint a command reads, required: "--checkpoint", or a positional name such as "CHECKPOINT".
+template <class Path>
+CLI::Option* add_checkpoint(CLI::App* cmd, const std::string& name, Path& target) {
+  return cmd->add_option(name, target, "a checkpoint (.pt) written by train, calibrate or adapt")->required();
 }
 
 // Refuses a minus sign, which CLI11 would wrap around into a huge unsigned value (--seed -1).

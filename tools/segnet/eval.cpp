@@ -96,7 +96,7 @@ void run_eval(EvalArgs& a, const CLI::App* cmd) {
 Command add_eval(CLI::App& app) {
   auto a = std::make_shared<EvalArgs>();
   auto* cmd = app.add_subcommand("eval", "score a checkpoint on a labelled list");
-  cmd->add_option("--checkpoint", a->checkpoint)->required();
+  add_checkpoint(cmd, "--checkpoint", a->checkpoint);
   cmd->add_option("--data", a->data, "dataset directory")->required();
   cmd->add_option("--list", a->list, "list file in --data")->capture_default_str();
   cmd->add_option("--json", a->json, "write metrics and confusion matrix here, and beside it STEM_confusion.png and STEM_class_iou.png");

@@ -23,7 +23,7 @@ struct ExportArgs {
 Command add_export(CLI::App& app) {
   auto a = std::make_shared<ExportArgs>();
   auto* cmd = app.add_subcommand("export", "write a checkpoint's network as an ONNX model");
-  cmd->add_option("--checkpoint", a->checkpoint)->required();
+  add_checkpoint(cmd, "--checkpoint", a->checkpoint);
   cmd->add_option("--out", a->out, "the .onnx file to write")->required();
   add_choice(cmd, "--output", a->options.output, "what the model outputs");
   auto* label_type = add_choice(cmd, "--label-type", a->options.label_type, "element type of --output labels");

@@ -27,7 +27,8 @@ int main(int argc, char** argv) {
                                               cli::add_pseudo_label(app), cli::add_bench(app), cli::add_synth(app),
                                               cli::add_export(app),       cli::add_convert(app),
                                               cli::add_report(app),       cli::add_tune(app),
-                                              cli::add_calibrate(app),    cli::add_adapt(app)};
+                                              cli::add_calibrate(app),    cli::add_adapt(app),
+                                              cli::add_info(app)};
   try {
     app.parse(argc, argv);  // option callbacks may throw segnet's errors too
     for (const auto& command : commands)

@@ -88,7 +88,7 @@ Command add_predict(CLI::App& app) {
   auto a = std::make_shared<PredictArgs>();
   auto* cmd = app.add_subcommand(
       "predict", "segment images (ids, colours, overlays as PNG) and videos or a camera (overlay video)");
-  cmd->add_option("--checkpoint", a->checkpoint)->required();
+  add_checkpoint(cmd, "--checkpoint", a->checkpoint);
   cmd->add_option("--out", a->out, "output folder")->required();
   cmd->add_option("inputs", a->inputs, "image files, folders of images, video files");
   cmd->add_option("--camera", a->camera, "also segment camera K (until Ctrl-C or --frames)");

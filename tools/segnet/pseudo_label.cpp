@@ -39,7 +39,7 @@ void run_pseudo_label(PseudoLabelArgs& a) {
 Command add_pseudo_label(CLI::App& app) {
   auto a = std::make_shared<PseudoLabelArgs>();
   auto* cmd = app.add_subcommand("pseudo-label", "write label masks of confident predictions, void elsewhere");
-  cmd->add_option("--checkpoint", a->checkpoint)->required();
+  add_checkpoint(cmd, "--checkpoint", a->checkpoint);
   cmd->add_option("--out", a->out, "output folder")->required();
   cmd->add_option("--threshold", a->threshold, "top class probability a pixel needs")->capture_default_str();
   cmd->add_option("--class-share", a->class_share,

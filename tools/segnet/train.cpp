@@ -176,14 +176,14 @@ void add_training_flags(CLI::App* cmd, TrainArgs& a) {
       ->delimiter(',')
       ->expected(4);
   cmd->add_flag("--no-flip", a.no_flip, "no random horizontal flips (overrides --augment's)");
-  cmd->add_option("--epochs", t.epochs)->capture_default_str();
+  cmd->add_option("--epochs", t.epochs, "passes over the training list")->capture_default_str();
   cmd->add_option("--batch", t.batch, "images per micro-batch of each process (a step: batch x accumulate x processes)")
       ->capture_default_str();
   cmd->add_option("--accumulate", t.accumulate, "micro-batches whose gradients make one optimizer step")->capture_default_str();
   add_choice(cmd, "--optimizer", t.optimizer, "sgd has momentum 0.9");
   cmd->add_option("--lr", t.lr, "learning rate (default 0.01 sgd, 0.001 adam)");
   add_choice(cmd, "--lr-schedule", t.lr_schedule, "poly decays to 0 over --epochs");
-  cmd->add_option("--weight-decay", t.weight_decay)->capture_default_str();
+  cmd->add_option("--weight-decay", t.weight_decay, "L2 penalty on the weights, through the optimizer")->capture_default_str();
   cmd->add_option("--class-weights", a.class_weights, "median | none | FILE of weights")->capture_default_str();
   cmd->add_option("--num-classes", t.num_classes, "needed when the dataset has no classes.csv");
   cmd->add_option("--void-label", t.void_label, "label value to ignore (default: classes and 255; 0: classes stored from 1)");
@@ -214,7 +214,9 @@ void add_training_flags(CLI::App* cmd, TrainArgs& a) {
                "the student's views of unlabelled images also move batch norm's running statistics");
   cmd->add_option("--pseudo-rampup", t.pseudo.rampup_epochs, "epochs over which lambda ramps up")->capture_default_str();
   cmd->add_option("--ema-decay", t.pseudo.ema_decay, "teacher's exponential moving average")->capture_default_str();
-  cmd->add_option("--seed", t.seed)->capture_default_str()->check(kUnsigned);
+  cmd->add_option("--seed", t.seed, "initial weights, shuffling, augmentation and dropout; the same seed, the same run")
+      ->capture_default_str()
+      ->check(kUnsigned);
   a.compute.add_to(cmd);
 }
 
