@@ -224,7 +224,7 @@ class AdaptedModel : public ::testing::Test {
     save_checkpoint(root_ / "run" / "last.pt", info, model, nullptr, {});
     for (const auto& sample : find_samples(root_ / "data", "val.txt")) {
       cv::Mat dark;
-      read_image(sample.image).convertTo(dark, -1, 0.4, 10);  // 8-bit: 0.4 x + 10
+      read_image(sample.image, std::nullopt).convertTo(dark, -1, 0.4, 10);  // 8-bit: 0.4 x + 10
       dark_.push_back(dark);
       dark_files_.push_back(root_ / "dark" / sample.image.filename());
       cv::Mat bgr;

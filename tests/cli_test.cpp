@@ -824,3 +824,74 @@ TEST_F(CliRun, InfoRefusesDamagedCheckpointsAndJsonOverTheCheckpoint) {
   EXPECT_TRUE(FailsWithErrorNaming(segnet_cli("info " + quote(copy) + " --json " + quote(copy), dir_.path), "--json"));
   EXPECT_EQ(slurp(copy), before);
 }
+
+// The CliRun dataset again with every image stored as 16-bit values 16 v (0..4080), which the input
+// range 0..4080 maps back to exactly v: training and inference must be the 8-bit run's, number for number.
+TEST_F(CliRun, SixteenBitImagesThroughAnInputRangeAreTheirEightBitSelves) {
+  const fs::path deep = dir_.path / "data16", run16 = dir_.path / "run16";
+  fs::copy(data_, deep, fs::copy_options::recursive);
+  for (const char* list : {"train.txt", "val.txt"})
+    for (const auto& sample : read_list(deep, deep / list)) {
+      cv::Mat sixteen;
+      cv::imread(sample.image.string(), cv::IMREAD_COLOR).convertTo(sixteen, CV_16UC3, 16);
+      ASSERT_TRUE(cv::imwrite(sample.image.string(), sixteen)) << sample.image;
+    }
+  const std::string train = "train --data " + quote(deep) + " --model segnet-basic --size 24x32 --epochs 1 --batch 2 --out ";
+  EXPECT_TRUE(FailsWithErrorNaming(segnet_cli(train + quote(dir_.path / "no_range"), dir_.path),
+                                   "16-bit image (values 0..", /*after_progress=*/true));
+  const Result trained = segnet_cli(train + quote(run16) + " --input-range 0,4080", dir_.path);
+  ASSERT_EQ(trained.status, 0) << trained.err;
+  // epoch, train loss, val G, C and mIoU
+  const auto metrics = [](const fs::path& run) {
+    const std::string row = lines_of(slurp(run / "metrics.csv")).at(1);
+    size_t end = 0;
+    for (int field = 0; field < 5; ++field) end = row.find(',', end) + 1;
+    return row.substr(0, end);
+  };
+  EXPECT_EQ(metrics(run16), metrics(run_));
+  EXPECT_TRUE(contains(segnet_cli("info " + quote(run16 / "last.pt"), dir_.path).out, "\ninput range      0..4080: ")) << run16;
+
+  const Result eval8 = segnet_cli("eval --checkpoint " + quote(run_ / "last.pt") + " --data " + quote(data_), dir_.path);
+  const Result eval16 = segnet_cli("eval --checkpoint " + quote(run16 / "last.pt") + " --data " + quote(deep), dir_.path);
+  ASSERT_EQ(eval16.status, 0) << eval16.err;
+  EXPECT_EQ(eval16.out.substr(eval16.out.find("\nglobal accuracy")), eval8.out.substr(eval8.out.find("\nglobal accuracy")));
+  const std::string predict16 = "predict --checkpoint " + quote(run16 / "last.pt") + " --out ";
+  ASSERT_EQ(segnet_cli("predict --checkpoint " + quote(run_ / "last.pt") + " --out " + quote(dir_.path / "p8") + " " +
+                           quote(data_ / "val"),
+                       dir_.path)
+                .status,
+            0);
+  const Result predicted = segnet_cli(predict16 + quote(dir_.path / "p16") + " " + quote(deep / "val"), dir_.path);
+  ASSERT_EQ(predicted.status, 0) << predicted.err;
+  int compared = 0;
+  for (const auto& entry : fs::directory_iterator(dir_.path / "p8")) {
+    const std::string name = entry.path().filename().string();  // masks, colours and overlays
+    const cv::Mat a = cv::imread(entry.path().string(), cv::IMREAD_UNCHANGED);
+    const cv::Mat b = cv::imread((dir_.path / "p16" / name).string(), cv::IMREAD_UNCHANGED);
+    ASSERT_EQ(a.size(), b.size()) << name;
+    EXPECT_EQ(cv::norm(a, b, cv::NORM_INF), 0) << name;
+    ++compared;
+  }
+  EXPECT_GT(compared, 0);
+  // The model's other readers take the range too.
+  EXPECT_EQ(segnet_cli("calibrate --checkpoint " + quote(run16 / "last.pt") + " --data " + quote(deep) + " --images 2",
+                       dir_.path)
+                .status,
+            0);
+  EXPECT_EQ(segnet_cli("adapt --checkpoint " + quote(run16 / "last.pt") + " " + quote(deep / "val"), dir_.path).status, 0);
+  const fs::path onnx = dir_.path / "m16.onnx";
+  ASSERT_EQ(segnet_cli("export --checkpoint " + quote(run16 / "last.pt") + " --out " + quote(onnx), dir_.path).status, 0);
+  EXPECT_TRUE(contains(slurp(onnx), "input_range_16bit")) << "the ONNX model's metadata names the range";
+
+  // What the range does not fit: an 8-bit image, and video frames (8-bit).
+  const fs::path flat = data_ / read_list(data_, data_ / "val.txt").at(0).image.lexically_relative(data_);
+  EXPECT_TRUE(FailsWithErrorNaming(segnet_cli(predict16 + quote(dir_.path / "p") + " " + quote(flat), dir_.path),
+                                   flat.string() + ": 8-bit image"));
+  const fs::path video = dir_.path / "drive.avi";
+  cv::VideoWriter writer(video.string(), cv::VideoWriter::fourcc('M', 'J', 'P', 'G'), 12, cv::Size(32, 24));
+  ASSERT_TRUE(writer.isOpened());
+  for (int i = 0; i < 2; ++i) writer.write(cv::Mat(24, 32, CV_8UC3, cv::Scalar(i, 50, 100)));
+  writer.release();
+  EXPECT_TRUE(FailsWithErrorNaming(segnet_cli(predict16 + quote(dir_.path / "v") + " " + quote(video), dir_.path),
+                                   video.string() + ": video frames are 8-bit"));
+}

@@ -120,7 +120,7 @@ TEST(Convert, CamVidSegNetTutorialListsNameTheSameFilesAndTheElevenClasses) {
   EXPECT_EQ(report.classes, 11);
   // segnet reads the result: 11 classes, void 11 and 255.
   const auto samples = find_samples(out, "val.txt");
-  EXPECT_EQ(read_sample(samples[0], make_label_spec(11, std::nullopt)).label.at<uint8_t>(0, 0), 0);
+  EXPECT_EQ(read_sample(samples[0], make_label_spec(11, std::nullopt), std::nullopt).label.at<uint8_t>(0, 0), 0);
 }
 
 TEST(Convert, CamVidSegNetTutorialAcceptsTheFolderHoldingCamVidAndSkipsAbsentLists) {
@@ -273,7 +273,7 @@ TEST(Convert, CityscapesListsTrainAndValWithNineteenClassesAndSkipsTheVoidTestSp
   EXPECT_EQ(classes[18].name, "bicycle");
   EXPECT_EQ(classes[18].rgb, (std::array<uint8_t, 3>{119, 11, 32}));
   // segnet reads every converted label with 19 classes.
-  for (const auto& s : train) EXPECT_NO_THROW(read_sample(s, make_label_spec(19, std::nullopt)));
+  for (const auto& s : train) EXPECT_NO_THROW(read_sample(s, make_label_spec(19, std::nullopt), std::nullopt));
 }
 
 TEST(Convert, CityscapesUnknownLabelIdIsAnErrorNamingFileAndValueAndLeavesNoDataset) {

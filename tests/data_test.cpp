@@ -13,6 +13,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <set>
 #include <unistd.h>
@@ -403,7 +404,7 @@ TEST(ReadLabel, VoidLabelZeroMeansClassesAreStoredFromOne) {
 TEST(ReadImage, DecodesAsRgb) {
   TempDir dir;
   write_image(dir.path / "i.png", cv::Mat(2, 3, CV_8UC3, cv::Scalar(10, 20, 30)));  // BGR
-  const cv::Mat rgb = read_image(dir.path / "i.png");
+  const cv::Mat rgb = read_image(dir.path / "i.png", std::nullopt);
   ASSERT_EQ(rgb.type(), CV_8UC3);
   EXPECT_EQ(rgb.at<cv::Vec3b>(1, 2), cv::Vec3b(30, 20, 10));
 }
@@ -411,12 +412,12 @@ TEST(ReadImage, DecodesAsRgb) {
 TEST(ReadImage, RejectsMissingFileNamingIt) {
   TempDir dir;
   const fs::path file = dir.path / "missing.png";
-  const std::string message = error_of([&] { read_image(file); });
+  const std::string message = error_of([&] { read_image(file, std::nullopt); });
   EXPECT_TRUE(contains(message, file.string())) << message;
   // The same through a list entry: the missing image is named, not only the list.
   write_image(dir.path / "l.png", grey(1, 1, {0}));
   const std::string via_sample =
-      error_of([&] { read_sample({file, dir.path / "l.png"}, make_label_spec(2, std::nullopt)); });
+      error_of([&] { read_sample({file, dir.path / "l.png"}, make_label_spec(2, std::nullopt), std::nullopt); });
   EXPECT_TRUE(contains(via_sample, file.string())) << via_sample;
 }
 
@@ -427,7 +428,7 @@ TEST(ReadImage, RejectsCorruptPngNamingIt) {
   cv::RNG rng(5);
   for (char& c : bytes) c = static_cast<char>(rng.uniform(0, 256));
   write_text(file, bytes);
-  std::string message = error_of([&] { read_image(file); });
+  std::string message = error_of([&] { read_image(file, std::nullopt); });
   EXPECT_TRUE(contains(message, file.string())) << message;
   message = error_of([&] { read_label(file, make_label_spec(2, std::nullopt)); });
   EXPECT_TRUE(contains(message, file.string())) << message;
@@ -440,8 +441,50 @@ TEST(ReadImage, RejectsTruncatedPngNamingIt) {
   cv::randu(noise, 0, 256);  // incompressible, so the cut lands inside the pixel data
   write_image(file, noise);
   fs::resize_file(file, fs::file_size(file) / 2);
-  const std::string message = error_of([&] { read_image(file); });
+  const std::string message = error_of([&] { read_image(file, std::nullopt); });
   EXPECT_TRUE(contains(message, file.string())) << message;
+}
+
+TEST(ReadImage, SixteenBitImagesAreMappedThroughTheInputRangeClippedOutsideIt) {
+  TempDir dir;
+  // 12-bit values in a 16-bit grey PNG: 0 -> 0, 1000 -> 62.27, 2048 -> 127.53, 4095 -> 255, 5000 clipped.
+  cv::Mat deep(1, 5, CV_16UC1);
+  const uint16_t values[] = {0, 1000, 2048, 4095, 5000};
+  for (int c = 0; c < 5; ++c) deep.at<uint16_t>(0, c) = values[c];
+  write_image(dir.path / "grey16.png", deep);
+  const cv::Mat grey8 = read_image(dir.path / "grey16.png", InputRange{0, 4095});
+  ASSERT_EQ(grey8.type(), CV_8UC3);
+  const int expected[] = {0, 62, 128, 255, 255};
+  for (int c = 0; c < 5; ++c)
+    EXPECT_EQ(grey8.at<cv::Vec3b>(0, c), cv::Vec3b(expected[c], expected[c], expected[c])) << "column " << c;
+
+  // Colour, stored BGR, with a range that starts above 0: 900 -> 0 (clipped), 1600 -> 153, 2100 -> 255.
+  write_image(dir.path / "bgr16.png", cv::Mat(1, 1, CV_16UC3, cv::Scalar(900, 1600, 2100)));
+  EXPECT_EQ(read_image(dir.path / "bgr16.png", InputRange{1000, 2000}).at<cv::Vec3b>(0, 0), cv::Vec3b(255, 153, 0));
+
+  // The same in a 16-bit TIFF.
+  write_image(dir.path / "bgr16.tif", cv::Mat(1, 1, CV_16UC3, cv::Scalar(900, 1600, 2100)));
+  EXPECT_EQ(read_image(dir.path / "bgr16.tif", InputRange{1000, 2000}).at<cv::Vec3b>(0, 0), cv::Vec3b(255, 153, 0));
+}
+
+TEST(ReadImage, ADepthThatDoesNotFitTheInputRangeIsAnErrorNamingTheFile) {
+  TempDir dir;
+  cv::Mat deep(1, 2, CV_16UC1);
+  deep.at<uint16_t>(0, 0) = 3, deep.at<uint16_t>(0, 1) = 4012;
+  write_image(dir.path / "deep.png", deep);
+  std::string message = error_of([&] { read_image(dir.path / "deep.png", std::nullopt); });
+  EXPECT_TRUE(contains(message, (dir.path / "deep.png").string() + ": 16-bit image (values 3..4012)")) << message;
+  write_image(dir.path / "flat.png", cv::Mat(1, 1, CV_8UC3, cv::Scalar(1, 2, 3)));
+  message = error_of([&] { read_image(dir.path / "flat.png", InputRange{0, 4095}); });
+  EXPECT_TRUE(contains(message, (dir.path / "flat.png").string() + ": 8-bit image")) << message;
+  EXPECT_TRUE(contains(message, "0..4095")) << message;
+  write_image(dir.path / "float.tif", cv::Mat(1, 1, CV_32FC3, cv::Scalar(0.2, 0.3, 0.4)));
+  message = error_of([&] { read_image(dir.path / "float.tif", InputRange{0, 1}); });
+  EXPECT_TRUE(contains(message, (dir.path / "float.tif").string() + ": neither an 8-bit nor a 16-bit image")) << message;
+  for (const InputRange bad : {InputRange{5, 5}, InputRange{10, 2}, InputRange{0, std::nan("")}}) {
+    message = error_of([&] { validate(bad); });
+    EXPECT_EQ(message.rfind("input_range must be LOW < HIGH", 0), 0u) << message;
+  }
 }
 
 TEST(ReadSample, RejectsMaskWhoseSizeDiffersFromItsImage) {
@@ -449,7 +492,7 @@ TEST(ReadSample, RejectsMaskWhoseSizeDiffersFromItsImage) {
   write_image(dir.path / "i.png", cv::Mat(4, 6, CV_8UC3, cv::Scalar(0)));
   write_image(dir.path / "l.png", cv::Mat(4, 5, CV_8UC1, cv::Scalar(0)));
   const std::string message =
-      error_of([&] { read_sample({dir.path / "i.png", dir.path / "l.png"}, make_label_spec(2, std::nullopt)); });
+      error_of([&] { read_sample({dir.path / "i.png", dir.path / "l.png"}, make_label_spec(2, std::nullopt), std::nullopt); });
   EXPECT_TRUE(contains(message, (dir.path / "l.png").string())) << message;
   EXPECT_TRUE(contains(message, (dir.path / "i.png").string())) << message;
 }
@@ -472,7 +515,7 @@ TEST(ComputeStatistics, MatchesHandComputedMeanStdAndClassPixels) {
   write_image(dir.path / "b_L.png", grey(2, 2, {1, 255, 1, 1}));
   const std::vector<SamplePaths> samples = {{dir.path / "a.png", dir.path / "a_L.png"},
                                             {dir.path / "b.png", dir.path / "b_L.png"}};
-  const auto stats = compute_statistics(samples, make_label_spec(3, std::nullopt), {2, 2});
+  const auto stats = compute_statistics(samples, make_label_spec(3, std::nullopt), std::nullopt, {2, 2});
 
   EXPECT_NEAR(stats.norm.mean[0], 0.5, 1e-5);
   EXPECT_NEAR(stats.norm.mean[1], 0.3, 1e-5);
@@ -490,7 +533,7 @@ TEST(ComputeStatistics, RejectsBadLabelNamingItsFile) {
   write_image(dir.path / "a.png", cv::Mat(2, 2, CV_8UC3, cv::Scalar(0)));
   write_image(dir.path / "a_L.png", grey(2, 2, {0, 0, 1, 7}));
   const std::string message = error_of([&] {
-    compute_statistics({{dir.path / "a.png", dir.path / "a_L.png"}}, make_label_spec(3, std::nullopt), {2, 2});
+    compute_statistics({{dir.path / "a.png", dir.path / "a_L.png"}}, make_label_spec(3, std::nullopt), std::nullopt, {2, 2});
   });
   EXPECT_TRUE(contains(message, (dir.path / "a_L.png").string())) << message;
   EXPECT_TRUE(contains(message, "7")) << message;

@@ -406,7 +406,7 @@ TEST_F(CalibratedModel, Int8AgreesWithFp32) {
     Segmenter int8 = Segmenter::from_checkpoint(r.out, torch::kCPU, {Precision::Int8});
     int64_t same = 0, total = 0;
     for (const auto& sample : find_samples(c.data, "val.txt")) {
-      const cv::Mat image = read_image(sample.image);
+      const cv::Mat image = read_image(sample.image, std::nullopt);
       const cv::Mat a = fp32.segment(image), b = int8.segment(image);
       same += cv::countNonZero(a == b);
       total += a.total();

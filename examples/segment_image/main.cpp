@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
     segnet::Segmenter segmenter = segnet::Segmenter::from_checkpoint(checkpoint, device, segnet::SegmenterOptions{});
 
     // An image of any size, as 8-bit RGB. segment() returns one class id per pixel (CV_8UC1), at the image's size.
-    cv::Mat rgb = segnet::read_image(image);
+    cv::Mat rgb = segnet::read_image(image, segmenter.info().input_range);
     cv::Mat ids = segmenter.segment(rgb);
 
     // Pictures: the classes' colours, and those colours half over the image.

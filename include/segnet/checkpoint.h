@@ -38,6 +38,8 @@ struct ModelInfo {
   std::vector<Rgb> void_colors;          // colour masks: colours that are void
   // int8 inference: each quantized activation's range, in the order quantize.h gives; empty: not calibrated.
   std::vector<ActivationRange> activation_ranges;
+  // 16-bit images are read through it (read_image); unset: 8-bit images.
+  std::optional<InputRange> input_range;
 
   bool binary() const { return task == Task::Binary; }
   SegNetOptions options() const {

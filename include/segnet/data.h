@@ -95,8 +95,24 @@ std::vector<fs::path> list_images(const std::vector<fs::path>& inputs);
 // (labels, if any, are not read).
 std::vector<SamplePaths> find_unlabeled(const fs::path& dir, const fs::path& folder_or_list);
 
-// Decodes an image as 8-bit RGB; unreadable or corrupt files are Errors naming the file.
-cv::Mat read_image(const fs::path& file);
+// The stored values that become black (0) and white (255) when a 16-bit image (PNG or TIFF) is read:
+// linear in between, clipped outside. Medical and scientific images often fill 10 or 12 of the 16
+// bits, which reading them as 8-bit (their top 8 bits) would crush to a few grey levels. A model trained through one keeps it, so that inference reads
+// images as training did.
+struct InputRange {
+  double low = 0;
+  double high = 65535;
+};
+std::string to_string(const InputRange& range);  // "0..4095"
+// An OptionError (input_range) unless low < high, both finite.
+void validate(const InputRange& range);
+// An image of any depth (and channels) mapped to 8 bits through `range`, as read_image does.
+cv::Mat to_8bit(const cv::Mat& image, const InputRange& range);
+
+// Decodes an image as 8-bit RGB (grey as three equal channels). 8-bit images are read as stored and
+// take no `range`; 16-bit ones need one and are mapped through it (to_8bit). Unreadable or corrupt
+// files, other depths, and a depth that does not fit `range`, are Errors naming the file.
+cv::Mat read_image(const fs::path& file, const std::optional<InputRange>& range);
 // Decodes a label image as `spec` says and maps it to class ids, void -> kIgnoreLabel.
 cv::Mat read_label(const fs::path& file, const LabelSpec& spec);
 
@@ -105,7 +121,7 @@ struct Sample {
   cv::Mat label;  // class ids, CV_8UC1, kIgnoreLabel for void
 };
 // Reads both files and checks that their sizes agree; without a label, all pixels are void.
-Sample read_sample(const SamplePaths& paths, const LabelSpec& spec);
+Sample read_sample(const SamplePaths& paths, const LabelSpec& spec, const std::optional<InputRange>& range);
 // Area interpolation when shrinking, bilinear otherwise.
 cv::Mat resize_image(const cv::Mat& rgb, Size2 size);
 // The image as resize_image does it, the label by nearest neighbour.
@@ -159,7 +175,8 @@ struct DatasetStatistics {
   std::vector<int64_t> present_pixels;  // pixels of the images in which each class appears
 };
 // One parallel pass over the samples at `size`; also validates every file.
-DatasetStatistics compute_statistics(const std::vector<SamplePaths>& samples, const LabelSpec& spec, Size2 size);
+DatasetStatistics compute_statistics(const std::vector<SamplePaths>& samples, const LabelSpec& spec,
+                                     const std::optional<InputRange>& range, Size2 size);
 
 struct Batch {
   torch::Tensor images;  // N x 3 x H x W float

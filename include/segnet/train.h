@@ -111,6 +111,8 @@ struct TrainOptions {
   Task task = Task::Multiclass;       // binary: 0 / 1-or-255 masks, one sigmoid output
   std::optional<Loss> loss;           // default: cross-entropy (multi-class), binary cross-entropy (binary)
   Size2 size{360, 480};               // images are resized to it (labels by nearest neighbour)
+  // 16-bit images are read through it (read_image), and the checkpoints keep it; 8-bit images need it unset.
+  std::optional<InputRange> input_range;
   AugmentOptions augment;             // of the training images; default AugmentPreset::Color
   int64_t epochs = 100;
   // Images per micro-batch of each process: an optimizer step averages the gradients of `accumulate`

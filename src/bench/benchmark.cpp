@@ -100,7 +100,7 @@ BenchResult run_benchmark(const BenchOptions& o) {
   info.size = o.size;
   const auto images =
       o.image.empty() ? torch::randn({o.batch, 3, o.size.height, o.size.width})
-                      : network_input(read_image(o.image), o.size, info.norm).expand({o.batch, 3, -1, -1});
+                      : network_input(read_image(o.image, info.input_range), o.size, info.norm).expand({o.batch, 3, -1, -1});
   std::function<void()> step;
   std::unique_ptr<torch::optim::SGD> optimizer;
   const LoaderStep batch{{{images, torch::randint(0, o.num_classes, {o.batch, o.size.height, o.size.width}, torch::kLong)}},

@@ -2,12 +2,15 @@
 #include <segnet/error.h>
 #include <segnet/files.h>
 
+#include "common/format_number.h"
+
 #include <opencv2/imgcodecs.hpp>
 #include <png.h>
 #include <opencv2/imgproc.hpp>
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <future>
@@ -137,8 +140,37 @@ static cv::Mat decode(const fs::path& file, const std::vector<uint8_t>& bytes, i
   return m;
 }
 
-cv::Mat read_image(const fs::path& file) {
-  cv::Mat bgr = decode(file, read_bytes(file), cv::IMREAD_COLOR), rgb;
+std::string to_string(const InputRange& range) { return format_number(range.low) + ".." + format_number(range.high); }
+
+void validate(const InputRange& range) {
+  if (!(std::isfinite(range.low) && std::isfinite(range.high) && range.low < range.high))
+    throw OptionError("input_range", "must be LOW < HIGH, finite, not " + to_string(range));
+}
+
+cv::Mat to_8bit(const cv::Mat& image, const InputRange& range) {
+  const double scale = 255.0 / (range.high - range.low);
+  cv::Mat out;
+  image.convertTo(out, CV_8U, scale, -range.low * scale);  // rounds, and saturates outside the range
+  return out;
+}
+
+cv::Mat read_image(const fs::path& file, const std::optional<InputRange>& range) {
+  // ANYDEPTH keeps 16-bit values, which IMREAD_COLOR alone would cut to their top 8 bits.
+  cv::Mat bgr = decode(file, read_bytes(file), cv::IMREAD_COLOR | cv::IMREAD_ANYDEPTH), rgb;
+  // OpenCV 4.6 decodes float TIFFs wrongly (3-channel values changed, 1-channel ones refused).
+  if (bgr.depth() != CV_8U && bgr.depth() != CV_16U)
+    throw Error(file, "neither an 8-bit nor a 16-bit image (float or 32-bit values); convert it to 16-bit PNG or TIFF");
+  if (bgr.depth() == CV_8U && range)
+    throw Error(file, "8-bit image, but its input range " + to_string(*range) + " is for 16-bit images");
+  if (bgr.depth() == CV_16U) {
+    if (!range) {
+      double low = 0, high = 0;
+      cv::minMaxLoc(bgr.reshape(1), &low, &high);
+      throw Error(file, "16-bit image (values " + to_string(InputRange{low, high}) +
+                            "): reading it needs an input range, the stored values that become black and white");
+    }
+    bgr = to_8bit(bgr, *range);
+  }
   cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
   return rgb;
 }
@@ -302,8 +334,8 @@ cv::Mat read_label(const fs::path& file, const LabelSpec& spec) {
   return map_stored_ids(file, raw, spec);
 }
 
-Sample read_sample(const SamplePaths& paths, const LabelSpec& spec) {
-  cv::Mat image = read_image(paths.image);
+Sample read_sample(const SamplePaths& paths, const LabelSpec& spec, const std::optional<InputRange>& range) {
+  cv::Mat image = read_image(paths.image, range);
   if (paths.label.empty()) return {image, cv::Mat(image.size(), CV_8UC1, cv::Scalar(kIgnoreLabel))};
   Sample s{image, read_label(paths.label, spec)};
   if (s.image.size() != s.label.size())
@@ -362,7 +394,8 @@ struct Accumulator {
 };
 }  // namespace
 
-DatasetStatistics compute_statistics(const std::vector<SamplePaths>& samples, const LabelSpec& spec, Size2 size) {
+DatasetStatistics compute_statistics(const std::vector<SamplePaths>& samples, const LabelSpec& spec,
+                                     const std::optional<InputRange>& range, Size2 size) {
   const size_t workers = std::min<size_t>(samples.size(), std::max(1u, std::thread::hardware_concurrency()));
   std::vector<std::future<Accumulator>> parts;
   for (size_t w = 0; w < workers; ++w)
@@ -371,7 +404,7 @@ DatasetStatistics compute_statistics(const std::vector<SamplePaths>& samples, co
       a.class_pixels.assign(spec.num_classes, 0);
       a.present_pixels.assign(spec.num_classes, 0);
       for (size_t i = w; i < samples.size(); i += workers) {
-        const Sample s = resize_sample(read_sample(samples[i], spec), size);
+        const Sample s = resize_sample(read_sample(samples[i], spec, range), size);
         cv::Scalar mean, sd;
         cv::meanStdDev(s.image, mean, sd);
         const int64_t n = int64_t(s.image.total());

@@ -59,7 +59,7 @@ BatchLoader::Epoch BatchLoader::epoch(uint64_t seed) const {
 
 Sample BatchLoader::decoded(size_t index) const {
   if (options_.cache && !cache_[index].image.empty()) return cache_[index];
-  const Sample full = read_sample(samples_[index], spec_);
+  const Sample full = read_sample(samples_[index], spec_, options_.input_range);
   const double kept = std::max(1.0, options_.augment.max_scale);
   const Sample s = resize_sample(full, {std::min<int64_t>(full.image.rows, std::llround(options_.size.height * kept)),
                                         std::min<int64_t>(full.image.cols, std::llround(options_.size.width * kept))});

@@ -31,6 +31,7 @@ class BatchLoader {
     int64_t local_slots = 1;
     bool shuffle = false;
     AugmentOptions augment = augment_preset(AugmentPreset::None);
+    std::optional<InputRange> input_range;  // for 16-bit images (read_image)
     cv::Scalar pad_rgb;    // the image's colour where augmentation pads it (the dataset's mean)
     int64_t prefetch = 4;  // steps decoded ahead
     // Keep resized samples in memory after their first decoding, unless they would take more

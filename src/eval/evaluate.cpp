@@ -24,7 +24,7 @@ ConfusionMatrix evaluate(Segmenter& segmenter, const std::vector<SamplePaths>& s
   Prefetcher<Sample> decoded(  // the next images decode while the network runs
       [&, next = size_t(0)]() mutable -> std::optional<Sample> {
         if (next == samples.size()) return std::nullopt;
-        return read_sample(samples[next++], spec);
+        return read_sample(samples[next++], spec, segmenter.info().input_range);
       },
       2);
   size_t done = 0;

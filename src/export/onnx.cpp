@@ -2,6 +2,8 @@
 #include <segnet/export.h>
 #include <segnet/files.h>
 
+#include "common/input_range_json.h"
+
 #include <nlohmann/json.hpp>
 #include <onnx/checker.h>
 #include <onnx/onnx-ml.pb.h>
@@ -303,6 +305,8 @@ OnnxExportReport export_onnx(const ModelInfo& info, const SegNet& source, const 
   meta("classes", json_metadata(info, "classes"));
   meta("normalization", json_metadata(info, "normalization"));
   meta("training_size", std::to_string(info.size.height) + "x" + std::to_string(info.size.width));
+  // 16-bit images: the stored values that map to the input's 0 and 255.
+  if (info.input_range) meta("input_range_16bit", input_range_json(info.input_range).dump());
 
   try {
     onnx::checker::check_model(proto);

@@ -87,12 +87,12 @@ AdaptationReport adapt_checkpoint(const CheckpointAdaptation& o, const Adaptatio
   std::vector<std::unique_ptr<VideoFrames>> videos;
   report.announced = static_cast<int64_t>(o.images.size());
   for (const auto& v : o.videos) {
-    videos.push_back(std::make_unique<VideoFrames>(v));
+    videos.push_back(std::make_unique<VideoFrames>(v, ck.info.input_range));
     report.announced += (videos.back()->expected_frames() + o.frame_step - 1) / o.frame_step;
   }
   size_t image = 0, video = 0;
   const auto next_image = [&]() -> cv::Mat {
-    if (image < o.images.size()) return read_image(o.images[image++]);
+    if (image < o.images.size()) return read_image(o.images[image++], ck.info.input_range);
     for (cv::Mat rgb, skipped; video < videos.size(); ++video)
       if (videos[video]->next(rgb)) {
         for (int64_t i = 1; i < o.frame_step && videos[video]->next(skipped); ++i) {}

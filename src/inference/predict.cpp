@@ -58,7 +58,7 @@ InferenceReport segment_files(Segmenter& segmenter, const std::vector<std::files
       [&, next = size_t(0)]() mutable -> std::optional<Prepared> {
         if (next == files.size()) return std::nullopt;
         const auto& file = files[next++];
-        cv::Mat rgb = read_image(file);
+        cv::Mat rgb = read_image(file, segmenter.info().input_range);
         return Prepared{file, rgb, segmenter.input(rgb)};
       },
       static_cast<size_t>(2 * batch));

@@ -403,7 +403,7 @@ CalibrationReport calibrate_checkpoint(const CheckpointCalibration& o) {
   std::vector<torch::Tensor> inputs;
   for (int64_t i = 0; i < count; ++i) {
     const auto& sample = samples[static_cast<size_t>(i * static_cast<int64_t>(samples.size()) / count)];
-    inputs.push_back(network_input(read_image(sample.image), ck.info.size, ck.info.norm).unsqueeze(0));
+    inputs.push_back(network_input(read_image(sample.image, ck.info.input_range), ck.info.size, ck.info.norm).unsqueeze(0));
   }
   if (o.equalize) equalize_channels(ck.model, inputs);
   ck.info.activation_ranges = calibrate(ck.model, inputs, o.calibration);

@@ -43,8 +43,11 @@ bool is_video(const std::filesystem::path& file) {
   return false;
 }
 
-VideoFrames::VideoFrames(const VideoInput& input)
+VideoFrames::VideoFrames(const VideoInput& input, const std::optional<InputRange>& range)
     : input_(input), source_(input.camera ? "camera " + std::to_string(*input.camera) : input.path) {
+  if (range)
+    throw Error(source_ + ": video frames are 8-bit, but the model reads 16-bit images (input range " +
+                to_string(*range) + "); give the frames as image files");
   if (input.max_frames < 0) throw OptionError("max_frames", "must be 0 (all) or more");
   int64_t reported = 0;
   if (input.camera) {
@@ -78,7 +81,7 @@ InferenceReport predict_video(Segmenter& segmenter, const VideoInput& input, con
   if (batch < 1) throw OptionError("batch", "must be at least 1");
   const int fourcc = fourcc_for(outputs.video);
   if (!outputs.masks_folder.empty()) ensure_output_folder(outputs.masks_folder);
-  VideoFrames video(input);
+  VideoFrames video(input, segmenter.info().input_range);
   const auto start = std::chrono::steady_clock::now();
   Prefetcher<Frame> frames(
       [&]() -> std::optional<Frame> {

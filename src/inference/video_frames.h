@@ -5,6 +5,7 @@
 #include <opencv2/core.hpp>
 #include <opencv2/videoio.hpp>
 
+#include <optional>
 #include <string>
 
 namespace segnet {
@@ -12,7 +13,8 @@ namespace segnet {
 class VideoFrames {
  public:
   // Opens the input; a missing or undecodable file, or a camera that cannot be opened, is an Error naming it.
-  explicit VideoFrames(const VideoInput& input);
+  // Frames are 8-bit: for a model that reads 16-bit images (`range` set) that is an Error too.
+  VideoFrames(const VideoInput& input, const std::optional<InputRange>& range);
   // The next frame as 8-bit RGB (grey frames made RGB); false after the last, or after max_frames.
   // An input that ends before its first frame is an Error naming it.
   bool next(cv::Mat& rgb);

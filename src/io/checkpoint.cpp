@@ -3,6 +3,8 @@
 #include <segnet/files.h>
 #include <segnet/quantize.h>
 
+#include "common/input_range_json.h"
+
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 #include <zlib.h>
@@ -65,6 +67,11 @@ void from_json(const nlohmann::json& j, ModelInfo& info, TrainState& state) {
   info.label_map = j.value("label_map", std::map<int64_t, int64_t>{});
   info.void_colors = j.value("void_colors", std::vector<Rgb>{});
   info.size = {j.at("size").at(0), j.at("size").at(1)};
+  try {  // checkpoints written before 16-bit images were read have none
+    info.input_range = input_range_from_json(j.value("input_range", nlohmann::json()));
+  } catch (const OptionError& e) {
+    throw std::invalid_argument(std::string("its ") + e.what());
+  }
   info.norm.mean = j.at("mean");
   info.norm.std = j.at("std");
   info.class_weights = j.at("class_weights").get<std::vector<float>>();
@@ -117,6 +124,7 @@ nlohmann::json to_json(const ModelInfo& info, const TrainState& state) {
           {"label_map", info.label_map},
           {"void_colors", info.void_colors},
           {"size", {info.size.height, info.size.width}},
+          {"input_range", input_range_json(info.input_range)},
           {"mean", info.norm.mean},
           {"std", info.norm.std},
           {"class_weights", info.class_weights},

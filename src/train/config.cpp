@@ -3,6 +3,7 @@
 #include <segnet/train.h>
 #include <segnet/version.h>
 
+#include "common/input_range_json.h"
 #include "train/config.h"
 
 #include <nlohmann/json.hpp>
@@ -61,6 +62,7 @@ nlohmann::json options_to_json(const TrainOptions& o) {
           {"task", to_string(o.task)},
           {"loss", o.loss ? nlohmann::json(to_string(*o.loss)) : nlohmann::json(nullptr)},
           {"size", {o.size.height, o.size.width}},
+          {"input_range", input_range_json(o.input_range)},
           {"augment.min_scale", o.augment.min_scale},
           {"augment.max_scale", o.augment.max_scale},
           {"augment.flip", o.augment.flip},
@@ -121,6 +123,7 @@ TrainOptions options_from_json(const nlohmann::json& options, TrainOptions o) {
   read(options, "size", size);
   if (options.contains("size") && size.size() != 2) throw OptionError("size", "must be [height, width]");
   if (size.size() == 2) o.size = {size[0], size[1]};
+  if (options.contains("input_range")) o.input_range = input_range_from_json(options.at("input_range"));
   read(options, "augment.min_scale", o.augment.min_scale);
   read(options, "augment.max_scale", o.augment.max_scale);
   read(options, "augment.flip", o.augment.flip);

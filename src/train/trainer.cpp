@@ -150,12 +150,12 @@ NewRun new_run(const TrainOptions& o, const std::vector<SamplePaths>& train_samp
   // Before the slow pass over the data, so that a wrong weights file fails at once.
   InitialWeights start = initial_weights(o, static_cast<int64_t>(classes.size()));
   if (callbacks.checking_data) callbacks.checking_data(train_samples.size() + val_samples.size(), !val_samples.empty());
-  const DatasetStatistics stats = compute_statistics(train_samples, spec, o.size);
+  const DatasetStatistics stats = compute_statistics(train_samples, spec, o.input_range, o.size);
   // 0/255 masks read as class ids: the 255s are void and every pixel left is class 0.
   const int64_t labelled = std::accumulate(stats.class_pixels.begin(), stats.class_pixels.end(), int64_t(0));
   if (o.task == Task::Multiclass && spec.num_classes > 1 && labelled == stats.class_pixels[0])
     throw OptionError("task", "every training label is class 0 or void (0/255 masks?): binary masks need the binary task");
-  for (const auto& s : val_samples) read_sample(s, spec);  // fail now, not after the first epoch
+  for (const auto& s : val_samples) read_sample(s, spec, o.input_range);  // fail now, not after the first epoch
   NewRun run{{}, stats};
   ModelInfo& info = run.start.info;
   info = {o.model,    o.task,     o.upsampling,
@@ -164,6 +164,7 @@ NewRun new_run(const TrainOptions& o, const std::vector<SamplePaths>& train_samp
           spec.format, spec.value_map, spec.void_colors, /*activation_ranges=*/{}};
   run.start.model = std::move(start.model);
   info.norm = start.norm.value_or(stats.norm);
+  info.input_range = o.input_range;
   return run;
 }
 
@@ -242,6 +243,7 @@ void validate(const TrainOptions& o) {
   if (o.epochs < 1) throw OptionError("epochs", "must be at least 1");
   if (o.precision == Precision::Int8) throw OptionError("precision", "int8 is for inference only; train in fp32 or bf16");
   if (o.batch < 1) throw OptionError("batch", "must be at least 1");
+  if (o.input_range) validate(*o.input_range);
   if (o.lr && !(*o.lr > 0 && std::isfinite(*o.lr))) throw OptionError("lr", "must be positive and finite");
   if (!(o.weight_decay >= 0 && std::isfinite(o.weight_decay)))
     throw OptionError("weight_decay", "must be finite and at least 0");
@@ -345,6 +347,7 @@ std::vector<EpochRecord> train(const TrainOptions& o, const TrainCallbacks& call
   loading.first_slot = parallel.slot(0);
   loading.local_slots = parallel.local_slots();
   loading.shuffle = true;
+  loading.input_range = info.input_range;
   loading.pad_rgb = cv::Scalar(255 * info.norm.mean[0], 255 * info.norm.mean[1], 255 * info.norm.mean[2]);
   std::optional<PseudoLabelTeacher> teacher;
   if (!unlabeled.empty()) {

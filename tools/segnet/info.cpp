@@ -84,6 +84,7 @@ void run_info(const InfoArgs& a) {
   line("task", info.binary() ? "binary (one sigmoid output)" : "multiclass, " + std::to_string(info.classes.size()) + " classes");
   line("input", "RGB at " + to_string(info.size) + "; mean " + joined(info.norm.mean, " ") + ", std " +
                     joined(info.norm.std, " ") + " (of 0..1 values)");
+  if (info.input_range) line("input range", to_string(*info.input_range) + ": stored values read as black and white");
   line("labels", labels_text(info));
   line("trained", training_text(state));
   line("optimizer", state.optimizer ? to_string(*state.optimizer) + " state: training can resume from it"

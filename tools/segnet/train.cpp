@@ -104,6 +104,7 @@ void resolve_training_options(TrainArgs& a, const CLI::App* cmd) {
   o.device = a.compute.setup();
   o.precision = a.compute.precision;
   o.size = parse_size("--size", a.size);
+  if (!a.input_range.empty()) o.input_range = InputRange{a.input_range[0], a.input_range[1]};
   o.augment = augment_preset(a.augment);
   if (!a.scale_range.empty()) o.augment.min_scale = a.scale_range[0], o.augment.max_scale = a.scale_range[1];
   if (!a.color_jitter.empty())
@@ -165,6 +166,11 @@ void add_training_flags(CLI::App* cmd, TrainArgs& a) {
              "default ce (multiclass), bce (binary); multiclass: ce, dice, focal, lovasz, ce+dice, ce+focal, ce+lovasz; "
              "binary: bce, dice, bce+dice");
   cmd->add_option("--size", a.size, "training size HxW")->capture_default_str();
+  cmd->add_option("--input-range", a.input_range,
+                  "LOW,HIGH: 16-bit images (PNG or TIFF): the stored values that become black and white (e.g. 0,4095 "
+                  "for 12-bit data); kept in the checkpoints")
+      ->delimiter(',')
+      ->expected(2);
   add_choice(cmd, "--augment", a.augment,
              "training augmentation: none; flip; color (flip, jitter 0.25, hue 0.05; no rescaling); light (scale 0.75-1.5, jitter 0.1); standard (scale 0.5-2, jitter "
              "0.25, hue 0.05); strong (scale 0.5-2, jitter 0.4, hue 0.1)");

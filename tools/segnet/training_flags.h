@@ -17,7 +17,7 @@ struct TrainArgs {
   std::string size = "360x480";
   std::string class_weights = "median";
   AugmentPreset augment = AugmentPreset::Color;
-  std::vector<double> scale_range, color_jitter, pseudo_scale_range;
+  std::vector<double> scale_range, color_jitter, pseudo_scale_range, input_range;
   bool no_flip = false;
   std::filesystem::path config;
   bool resume_if_exists = false;
