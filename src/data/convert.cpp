@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <exception>
 #include <fstream>
+#include <iterator>
 #include <mutex>
 #include <optional>
 #include <sstream>
@@ -145,16 +146,17 @@ std::vector<fs::path> sorted_entries(const fs::path& dir, bool folders) {
   return entries;
 }
 
-struct CityscapesSample {
-  fs::path image, label_ids;
-  fs::path train_ids;  // relative to the output folder
+// A sample whose label image convert rewrites as class ids (Cityscapes, ADE20K).
+struct RelabelledSample {
+  fs::path image, stored_label;
+  fs::path label;  // the class-id image written, relative to the output folder
 };
 
-std::vector<CityscapesSample> cityscapes_split(const fs::path& source, const std::string& split) {
+std::vector<RelabelledSample> cityscapes_split(const fs::path& source, const std::string& split) {
   const fs::path images = source / "leftImg8bit" / split;
   if (!fs::is_directory(images))
     throw Error(images, "not found (expected Cityscapes' leftImg8bit/{train,val}/CITY/ and gtFine/{train,val}/CITY/)");
-  std::vector<CityscapesSample> samples;
+  std::vector<RelabelledSample> samples;
   for (const auto& city : sorted_entries(images, true))
     for (const auto& image : sorted_entries(city, false)) {
       const std::string name = image.filename().string();
@@ -183,8 +185,6 @@ LabelSpec cityscapes_label_ids() {
     spec.value_map[id] = kCityscapesTrainIds[id] == 255 ? kIgnoreLabel : kCityscapesTrainIds[id];
   return spec;
 }
-
-void convert_label_ids(const fs::path& in, const fs::path& out) { write_png(out, read_label(in, cityscapes_label_ids())); }
 
 // Runs job(0..count-1) on `threads` threads and reports progress on the calling thread. The first error
 // (a job's or the callback's) stops the remaining jobs and is rethrown once every thread has ended.
@@ -238,6 +238,86 @@ void parallel_for(int64_t count, int threads, const std::function<void(int64_t)>
   }
   for (auto& t : pool) t.join();
   if (error) std::rethrow_exception(error);
+}
+
+// Each sample's stored label read through `spec` and written as class ids (out / label), on o.threads
+// threads. A failed conversion leaves no half-written labels, nor the folders it made (`folder`, the one
+// that holds them, and o.out).
+void write_relabelled(const std::vector<RelabelledSample>& samples, const LabelSpec& spec, const fs::path& folder,
+                      const ConvertOptions& o) {
+  const bool out_existed = fs::exists(o.out), folder_existed = fs::exists(folder);
+  try {
+    for (const auto& s : samples) ensure_output_folder((o.out / s.label).parent_path());  // not from several threads
+    const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    parallel_for(
+        static_cast<int64_t>(samples.size()), threads,
+        [&](int64_t i) { write_png(o.out / samples[i].label, read_label(samples[i].stored_label, spec)); }, o.progress);
+  } catch (...) {
+    std::error_code ignored;
+    if (!folder_existed) fs::remove_all(folder, ignored);
+    if (!out_existed) fs::remove(o.out, ignored);
+    throw;
+  }
+}
+
+// --- ADE20K (SceneParsing, ADEChallengeData2016) ------------------------------------------------------
+
+// The 150 classes of objectInfo150.txt (CSAILVision/sceneparsing), the first of each line's synonyms,
+// in id order. Stored label k is class k - 1; 0 ("other objects") is void.
+constexpr const char* kAde20kNames[] = {
+    "wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed", "windowpane", "grass", "cabinet",
+    "sidewalk", "person", "earth", "door", "table", "mountain", "plant", "curtain", "chair", "car", "water",
+    "painting", "sofa", "shelf", "house", "sea", "mirror", "rug", "field", "armchair", "seat", "fence", "desk",
+    "rock", "wardrobe", "lamp", "bathtub", "railing", "cushion", "base", "box", "column", "signboard",
+    "chest of drawers", "counter", "sand", "sink", "skyscraper", "fireplace", "refrigerator", "grandstand",
+    "path", "stairs", "runway", "case", "pool table", "pillow", "screen door", "stairway", "river", "bridge",
+    "bookcase", "blind", "coffee table", "toilet", "flower", "book", "hill", "bench", "countertop", "stove",
+    "palm", "kitchen island", "computer", "swivel chair", "boat", "bar", "arcade machine", "hovel", "bus",
+    "towel", "light", "truck", "tower", "chandelier", "awning", "streetlight", "booth", "television",
+    "airplane", "dirt track", "apparel", "pole", "land", "bannister", "escalator", "ottoman", "bottle",
+    "buffet", "poster", "stage", "van", "ship", "fountain", "conveyer belt", "canopy", "washer", "plaything",
+    "swimming pool", "stool", "barrel", "basket", "waterfall", "tent", "bag", "minibike", "cradle", "oven",
+    "ball", "food", "step", "tank", "trade name", "microwave", "pot", "animal", "bicycle", "lake",
+    "dishwasher", "screen", "blanket", "sculpture", "hood", "sconce", "vase", "traffic light", "tray",
+    "ashcan", "fan", "pier", "crt screen", "plate", "monitor", "bulletin board", "shower", "radiator", "glass",
+    "clock", "flag"};
+static_assert(std::size(kAde20kNames) == 150, "ADE20K's SceneParsing benchmark has 150 classes");
+
+// The download has no colours for them (the devkit's color150.mat is MATLAB's); segnet's distinct palette.
+std::vector<ClassInfo> ade20k_classes() {
+  std::vector<ClassInfo> classes = default_classes(std::size(kAde20kNames));
+  for (size_t k = 0; k < classes.size(); ++k) classes[k].name = kAde20kNames[k];
+  return classes;
+}
+
+LabelSpec ade20k_stored_labels() {
+  LabelSpec spec;
+  spec.num_classes = static_cast<int64_t>(std::size(kAde20kNames));
+  spec.value_map[0] = kIgnoreLabel;
+  for (int64_t stored = 1; stored <= spec.num_classes; ++stored) spec.value_map[stored] = stored - 1;
+  return spec;
+}
+
+fs::path ade20k_folder(const fs::path& source) {
+  for (const fs::path& dir : {source, source / "ADEChallengeData2016"})
+    if (fs::is_directory(dir / "images") && fs::is_directory(dir / "annotations")) return dir;
+  throw Error(source, "not an ADE20K folder (expected ADEChallengeData2016's images/{training,validation}/ and "
+                      "annotations/{training,validation}/, or a folder holding ADEChallengeData2016/)");
+}
+
+// images/SPLIT/STEM.jpg with annotations/SPLIT/STEM.png; the labels written to annotations_ids/SPLIT/.
+std::vector<RelabelledSample> ade20k_split(const fs::path& dir, const std::string& split) {
+  const fs::path images = dir / "images" / split;
+  if (!fs::is_directory(images)) throw Error(images, "not found (ADE20K's " + split + " images)");
+  std::vector<RelabelledSample> samples;
+  for (const auto& image : sorted_entries(images, false)) {
+    if (image.extension() != ".jpg") continue;
+    const fs::path name = image.stem().string() + ".png", label = dir / "annotations" / split / name;
+    if (!fs::is_regular_file(label)) throw Error(label, "not found (the annotation of " + image.string() + ")");
+    samples.push_back({image, label, fs::path("annotations_ids") / split / name});
+  }
+  if (samples.empty()) throw Error(images, "no .jpg images");
+  return samples;
 }
 
 // --- Pascal VOC 2012 -------------------------------------------------------------------------------
@@ -313,12 +393,12 @@ ConversionReport convert_cityscapes(const ConvertOptions& o) {
   if (!fs::is_directory(o.source / "leftImg8bit") || !fs::is_directory(o.source / "gtFine"))
     throw Error(o.source, "not a Cityscapes folder (expected leftImg8bit/ and gtFine/)");
   const Relative relative(o.source, o.out);
-  std::vector<CityscapesSample> samples;
+  std::vector<RelabelledSample> samples;
   std::vector<List> lists;
   for (const char* split : {"train", "val"}) {
     const auto found = cityscapes_split(relative.source(), split);
     List list{std::string(split) + ".txt", {}};
-    for (const auto& s : found) list.pairs.push_back({s.image, s.train_ids});
+    for (const auto& s : found) list.pairs.push_back({s.image, s.label});
     lists.push_back(std::move(list));
     samples.insert(samples.end(), found.begin(), found.end());
   }
@@ -328,22 +408,7 @@ ConversionReport convert_cityscapes(const ConvertOptions& o) {
   else if (fs::exists(o.source / "leftImg8bit" / "test"))
     skipped.push_back("test: no labels in gtFine/test");
   const auto texts = list_texts(lists, relative, o.out);
-
-  const fs::path labels = o.out / "gtFine_trainIds";
-  const bool out_existed = fs::exists(o.out), labels_existed = fs::exists(labels);
-  try {
-    for (const auto& s : samples) ensure_output_folder((o.out / s.train_ids).parent_path());  // not from several threads
-    const int threads = o.threads > 0 ? o.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    parallel_for(
-        static_cast<int64_t>(samples.size()), threads,
-        [&](int64_t i) { convert_label_ids(samples[i].label_ids, o.out / samples[i].train_ids); }, o.progress);
-  } catch (...) {
-    std::error_code ignored;
-    // A failed conversion leaves no half-written labels, nor an empty folder it made.
-    if (!labels_existed) fs::remove_all(labels, ignored);
-    if (!out_existed) fs::remove(o.out, ignored);
-    throw;
-  }
+  write_relabelled(samples, cityscapes_label_ids(), o.out / "gtFine_trainIds", o);
   write_dataset(texts, kCityscapesClasses, o.out);
   ConversionReport report = report_of(lists, kCityscapesClasses.size());
   report.labels_written = static_cast<int64_t>(samples.size());
@@ -369,6 +434,30 @@ ConversionReport convert_voc(const ConvertOptions& o) {
   return report;
 }
 
+ConversionReport convert_ade20k(const ConvertOptions& o) {
+  const fs::path dir = ade20k_folder(o.source);
+  const Relative relative(dir, o.out);
+  std::vector<RelabelledSample> samples;
+  std::vector<List> lists;
+  for (const auto& [split, file] : {std::pair{"training", "train.txt"}, std::pair{"validation", "val.txt"}}) {
+    const auto found = ade20k_split(relative.source(), split);
+    List list{file, {}};
+    for (const auto& s : found) list.pairs.push_back({s.image, s.label});
+    lists.push_back(std::move(list));
+    samples.insert(samples.end(), found.begin(), found.end());
+  }
+  std::vector<std::string> skipped;
+  if (fs::exists(dir / "images" / "testing")) skipped.push_back("testing: no annotations");
+  const auto texts = list_texts(lists, relative, o.out);
+  write_relabelled(samples, ade20k_stored_labels(), o.out / "annotations_ids", o);
+  const auto classes = ade20k_classes();
+  write_dataset(texts, classes, o.out);
+  ConversionReport report = report_of(lists, static_cast<int64_t>(classes.size()));
+  report.labels_written = static_cast<int64_t>(samples.size());
+  report.skipped = skipped;
+  return report;
+}
+
 }  // namespace
 
 std::vector<ClassInfo> format_classes(DatasetFormat format) {
@@ -376,6 +465,7 @@ std::vector<ClassInfo> format_classes(DatasetFormat format) {
     case DatasetFormat::CamVidSegNetTutorial: return kCamVidClasses;
     case DatasetFormat::Cityscapes: return kCityscapesClasses;
     case DatasetFormat::Voc: return voc_classes();
+    case DatasetFormat::Ade20k: return ade20k_classes();
   }
   return {};
 }
@@ -388,6 +478,7 @@ ConversionReport convert_dataset(const ConvertOptions& options) {
     case DatasetFormat::CamVidSegNetTutorial: return convert_camvid(options);
     case DatasetFormat::Cityscapes: return convert_cityscapes(options);
     case DatasetFormat::Voc: return convert_voc(options);
+    case DatasetFormat::Ade20k: return convert_ade20k(options);
   }
   throw OptionError("format", "unknown dataset format");
 }

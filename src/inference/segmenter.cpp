@@ -98,7 +98,8 @@ torch::Tensor Segmenter::logits(const torch::Tensor& input) {
 }
 
 torch::Tensor Segmenter::input(const cv::Mat& rgb) const {
-  if (rgb.empty() || rgb.type() != CV_8UC3) throw Error("segment: images must be 8-bit, 3-channel RGB (16-bit ones: to_8bit with the model's input range)");
+  if (rgb.empty() || rgb.type() != CV_8UC3)
+    throw Error("segment: images must be 8-bit, 3-channel RGB (16-bit ones: to_8bit with the model's input range)");
   const double top = *std::max_element(options_.tta_scales.begin(), options_.tta_scales.end());
   // Smaller scales are shrunk from this on the device, so each image is resized once here.
   Size2 size{scaled(info_.size.height, top), scaled(info_.size.width, top)};

