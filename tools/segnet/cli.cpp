@@ -46,6 +46,12 @@ void add_inference_options(CLI::App* cmd, SegmenterOptions& o) {
       ->needs(window);
 }
 
+std::string four_decimals(double value) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.4f", value);
+  return text;
+}
+
 Size2 parse_size(const std::string& flag, const std::string& text) {
   const auto x = text.find('x');
   auto number = [](const std::string& s, int64_t& value) {

@@ -90,6 +90,9 @@ inline bool given(const CLI::App* cmd, const std::string& flag) { return cmd->ge
 // otherwise read as the option not given (--json ""), or as the current folder.
 void refuse_empty_values(const CLI::App& cmd);
 
+// A metric or weight as the commands print them: four decimals, rounded (0.54538 -> "0.5454").
+std::string four_decimals(double value);
+
 // "HxW" (e.g. "360x480") for `flag`; anything else is an Error naming the flag.
 Size2 parse_size(const std::string& flag, const std::string& text);
 

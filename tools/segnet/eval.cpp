@@ -23,12 +23,7 @@ struct EvalArgs {
 };
 
 // Four decimals, rounded as train's epoch line rounds them; undefined values (null) as n/a.
-std::string format(const nlohmann::json& v) {
-  if (v.is_null()) return "   n/a";
-  char text[32];
-  std::snprintf(text, sizeof text, "%.4f", v.get<double>());
-  return text;
-}
+std::string format(const nlohmann::json& v) { return v.is_null() ? "   n/a" : four_decimals(v.get<double>()); }
 
 void print_metrics(const nlohmann::json& j) {
   const std::pair<const char*, const char*> summary[] = {

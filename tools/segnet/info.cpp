@@ -19,12 +19,6 @@ struct InfoArgs {
   std::string checkpoint, json;
 };
 
-std::string four_decimals(double v) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%.4f", v);
-  return text;
-}
-
 // Values separated by `separator`, floats with four decimals.
 template <class T>
 std::string joined(const T& values, const char* separator) {
