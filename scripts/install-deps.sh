@@ -3,7 +3,7 @@
 set -euo pipefail
 packages=(cmake g++ ninja-build pkg-config libtorch-dev libopencv-dev libopenblas0-pthread
           libdnnl-dev libcli11-dev nlohmann-json3-dev libgtest-dev libtcmalloc-minimal4 libonnx-dev
-          libpng-dev libgloo-dev python3-torch python3-torchvision libplplot-dev plplot-driver-cairo)
+          libpng-dev libgloo-dev python3-torch python3-torchvision python3-scipy libplplot-dev plplot-driver-cairo)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

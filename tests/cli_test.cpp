@@ -1,6 +1,7 @@
 // Runs the real `segnet` binary: exit statuses, files written and the one-line errors on stderr.
 #include <segnet/data.h>
 #include <segnet/files.h>
+#include <segnet/metrics.h>
 #include <segnet/model.h>
 #include <segnet/quantize.h>
 #include <segnet/runtime.h>
@@ -151,6 +152,57 @@ TEST_F(CliRun, EvalWritesJsonWithMetricsPerClassAndConfusion) {
     labelled += static_cast<int64_t>(label.total()) - cv::countNonZero(label == kIgnoreLabel);
   }
   EXPECT_EQ(counted, labelled);
+}
+
+// --per-image: a row per listed image, in list order, holding the scores of the mask `predict` writes
+// for it against its label; the JSON's boundary F1 is the mean of the rows', and is printed. The CSV
+// cannot be the JSON.
+TEST_F(CliRun, EvalPerImageRowsScorePredictsMasksAndAverageToTheJsonsBoundaryF1) {
+  const fs::path json_file = dir_.path / "metrics.json", csv = dir_.path / "images.csv", masks = dir_.path / "masks";
+  const std::string eval = "eval --checkpoint " + quote(run_ / "best.pt") + " --data " + quote(data_) + " --json " +
+                           quote(json_file);
+  const Result same = segnet_cli(eval + " --per-image " + quote(json_file), dir_.path);
+  EXPECT_TRUE(FailsWithErrorNaming(same, "--per-image"));
+  EXPECT_FALSE(fs::exists(json_file));
+  const Result r = segnet_cli(eval + " --per-image " + quote(csv), dir_.path);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(slurp(json_file));
+  ASSERT_TRUE(j["bf"].is_number()) << j["bf"];
+  char bf[32];
+  std::snprintf(bf, sizeof bf, "%.4f", j["bf"].get<double>());
+  EXPECT_TRUE(contains(r.out, "\nboundary F1      " + std::string(bf) + "\n")) << r.out;
+
+  const auto samples = read_list(data_, data_ / "val.txt");
+  std::string images;
+  for (const auto& s : samples) images += " " + quote(s.image);
+  ASSERT_EQ(segnet_cli("predict --checkpoint " + quote(run_ / "best.pt") + " --out " + quote(masks) + images, dir_.path).status, 0);
+  const int64_t k = static_cast<int64_t>(read_classes_csv(data_ / "classes.csv").size());
+  BoundaryF1 boundary(k);
+  const auto rows = lines_of(slurp(csv));
+  ASSERT_EQ(rows.size(), samples.size() + 1) << slurp(csv);
+  EXPECT_EQ(rows[0], "image,global_acc,miou,bf");
+  for (size_t i = 0; i < samples.size(); ++i) {
+    const cv::Mat mask = cv::imread((masks / samples[i].image.stem()).string() + ".png", cv::IMREAD_UNCHANGED);
+    const cv::Mat label = read_label(samples[i].label, make_label_spec(k, std::nullopt));
+    ConfusionMatrix image(k);
+    image.add(label_tensor(mask), label_tensor(label));
+    const double image_bf = boundary.add(label_tensor(mask), label_tensor(label));
+    std::istringstream row(rows[i + 1]);
+    std::string name, acc, miou, bf_text;
+    ASSERT_TRUE(std::getline(row, name, ',') && std::getline(row, acc, ',') && std::getline(row, miou, ',') &&
+                std::getline(row, bf_text))
+        << rows[i + 1];
+    EXPECT_EQ(name, samples[i].image.string());
+    EXPECT_NEAR(std::stod(acc), image.global_accuracy(), 1e-5) << name;
+    EXPECT_NEAR(std::stod(miou), image.mean_iou(), 1e-5) << name;
+    EXPECT_NEAR(std::stod(bf_text), image_bf, 1e-5) << name;
+  }
+  EXPECT_NEAR(boundary.mean(), j["bf"].get<double>(), 1e-12);
+  for (int64_t c = 0; c < k; ++c) {
+    const auto& v = j["per_class"][c]["bf"];
+    if (std::isnan(boundary.class_scores()[c])) EXPECT_TRUE(v.is_null()) << c;
+    else EXPECT_NEAR(v.get<double>(), boundary.class_scores()[c], 1e-12) << c;
+  }
 }
 
 TEST_F(CliRun, PredictWritesIdsColoursAndOverlayAtTheInputSize) {
@@ -671,6 +723,7 @@ TEST_F(CliRun, OutputsThatAreInputsAreRefusedAndLeftAsTheyWere) {
   for (const auto& [args, flag] : std::vector<std::pair<std::string, std::string>>{
            {"export --checkpoint " + quote(ck) + " --out " + quote(ck), "--out"},
            {"eval --checkpoint " + quote(ck) + " --data " + quote(data_) + " --json " + quote(ck), "--json"},
+           {"eval --checkpoint " + quote(ck) + " --data " + quote(data_) + " --per-image " + quote(ck), "--per-image"},
            {"bench --size 24x32 --iters 1 --checkpoint " + quote(ck) + " --json " +
                 quote(dir_.path / "." / "model.pt"),
             "--json"}}) {

@@ -68,7 +68,7 @@ TEST(ConfusionMatrix, MatchesHandComputedDiceFscoreAndFrequencyWeightedIou) {
   EXPECT_DOUBLE_EQ(m.mean_fscore(), m.mean_dice());
   EXPECT_DOUBLE_EQ(m.frequency_weighted_iou(), 19.0 / 36.0);
 
-  const auto j = metrics_json(m, {{"a", {}}, {"b", {}}, {"c", {}}});
+  const auto j = metrics_json(Evaluation{m, BoundaryF1(3), {}}, {{"a", {}}, {"b", {}}, {"c", {}}});
   EXPECT_DOUBLE_EQ(j["mdice"].get<double>(), m.mean_dice());
   EXPECT_DOUBLE_EQ(j["mfscore"].get<double>(), m.mean_fscore());
   EXPECT_DOUBLE_EQ(j["fwiou"].get<double>(), 19.0 / 36.0);
@@ -101,7 +101,7 @@ TEST(ConfusionMatrix, FscoreLeavesOutClassesWithoutTruePositivesAsMMSegmentation
   EXPECT_DOUBLE_EQ(m.mean_dice(), 0.2);
   EXPECT_DOUBLE_EQ(m.mean_fscore(), 0.8);
   EXPECT_DOUBLE_EQ(m.frequency_weighted_iou(), 2.0 / 5.0 * 2.0 / 3.0);
-  const auto j = metrics_json(m, std::vector<ClassInfo>(5));
+  const auto j = metrics_json(Evaluation{m, BoundaryF1(5), {}}, std::vector<ClassInfo>(5));
   EXPECT_TRUE(j["per_class"][3]["fscore"].is_null());
   EXPECT_TRUE(j["per_class"][4]["dice"].is_null());
 }
@@ -188,7 +188,7 @@ TEST(ClassWeightsFile, ReadsTheWeightsAndRejectsWhatIsNotAWeight) {
 TEST(BinaryMetrics, MatchHandComputedExample) {
   ConfusionMatrix m(2);
   m.add(torch::tensor({0, 1, 1, 1, 0, 1}), torch::tensor({0, 0, 1, 1, 1, int(kIgnoreLabel)}));
-  const auto j = binary_metrics_json(m);
+  const auto j = binary_metrics_json(Evaluation{m, BoundaryF1(2), {}});
   EXPECT_DOUBLE_EQ(j["iou"].get<double>(), 2.0 / 4.0);
   EXPECT_DOUBLE_EQ(j["dice"].get<double>(), 4.0 / 6.0);
   EXPECT_DOUBLE_EQ(j["precision"].get<double>(), 2.0 / 3.0);
@@ -204,10 +204,129 @@ TEST(BinaryMetrics, MatchHandComputedExample) {
 TEST(BinaryMetrics, UndefinedWithoutForegroundAreNull) {
   ConfusionMatrix m(2);
   m.add(torch::tensor({0, 0}), torch::tensor({0, 0}));
-  const auto j = binary_metrics_json(m);
+  const auto j = binary_metrics_json(Evaluation{m, BoundaryF1(2), {}});
   EXPECT_TRUE(j["iou"].is_null());
   EXPECT_TRUE(j["precision"].is_null());
   EXPECT_DOUBLE_EQ(j["pixel_acc"].get<double>(), 1.0);
+}
+
+namespace {
+
+// 30 x 40 images, so that a tolerance of 0.05 x the diagonal (50) is 2.5 pixels.
+constexpr int64_t kRows = 30, kCols = 40;
+constexpr double kTolerance = 0.05;
+
+// Class 0 left of column `edge`, class 1 from it on.
+torch::Tensor two_stripes(int64_t edge) {
+  auto ids = torch::zeros({kRows, kCols}, torch::kLong);
+  ids.slice(1, edge).fill_(1);
+  return ids;
+}
+
+}  // namespace
+
+// Each class's boundary is the column beside the edge on its side (the image's edge is none), so a
+// prediction whose edge is off by 2 columns has every boundary pixel within 2.5 pixels of a true one
+// (F1 1 for both classes) and one off by 3 has none (F1 0).
+// A class filling the image in truth and prediction has no boundary in either: F1 1.
+// Void: the truth is class 0 left of column 20 and void right of it. Predicted class 0 left of 20,
+// class 1 right, and a square of class 0 inside the void: the square's boundary is on void truth
+// and not scored, so predicted and true class-0 boundaries are both column 19: F1 1 (class 1 is not in
+// the truth, so not scored). A prediction of class 0 everywhere has no class-0 boundary where the
+// truth has one: F1 0.
+TEST(BoundaryF1, MatchesHandComputedScoresForShiftedEdgesFilledImagesAndVoid) {
+  BoundaryF1 bf(2, kTolerance);
+  EXPECT_DOUBLE_EQ(bf.add(two_stripes(22), two_stripes(20)), 1.0);
+  EXPECT_DOUBLE_EQ(bf.add(two_stripes(17), two_stripes(20)), 0.0);
+  EXPECT_DOUBLE_EQ(bf.add(two_stripes(23), two_stripes(20)), 0.0);
+  EXPECT_DOUBLE_EQ(bf.add(two_stripes(kCols), two_stripes(kCols)), 1.0);  // all class 0
+
+  auto void_right = two_stripes(20);
+  void_right.slice(1, 20).fill_(int64_t(kIgnoreLabel));
+  auto square_in_void = two_stripes(20);
+  square_in_void.slice(0, 10, 15).slice(1, 30, 35).fill_(0);
+  EXPECT_DOUBLE_EQ(bf.add(square_in_void, void_right), 1.0);
+  EXPECT_DOUBLE_EQ(bf.add(two_stripes(kCols), void_right), 0.0);
+  EXPECT_TRUE(std::isnan(bf.add(two_stripes(20), torch::full({kRows, kCols}, int64_t(kIgnoreLabel)))));
+
+  // Images: 1, 0, 0, 1, 1, 0 (the all-void one is not counted). Class 0 is in all six truths;
+  // class 1 in the first three.
+  EXPECT_DOUBLE_EQ(bf.mean(), 3.0 / 6.0);
+  EXPECT_DOUBLE_EQ(bf.class_scores()[0], 3.0 / 6.0);
+  EXPECT_DOUBLE_EQ(bf.class_scores()[1], 1.0 / 3.0);
+  EXPECT_TRUE(std::isnan(BoundaryF1(3).class_scores()[2]));
+  EXPECT_TRUE(std::isnan(BoundaryF1(3).mean()));
+}
+
+// The same definition computed independently by numpy and scipy's exact Euclidean distance
+// transform (ours is OpenCV's), on random blobs of four classes with void, predictions that move
+// some of their edges. 2.88 pixels of tolerance: no distance sqrt(n) lies within float error of it.
+TEST(BoundaryF1, MatchesScipyOnRandomLabelMaps) {
+  if (!python_has("scipy.ndimage")) GTEST_SKIP() << "/usr/bin/python3 has no scipy: no independent reference";
+  torch::manual_seed(5);
+  constexpr int64_t rows = 32, cols = 48, classes = 4;
+  BoundaryF1 bf(classes, kTolerance);
+  std::vector<int64_t> truths, predictions;
+  std::vector<double> image_scores;
+  for (int i = 0; i < 4; ++i) {
+    const auto blobs = [&](int64_t cell) {  // random classes on a coarse grid, scaled up
+      auto coarse = torch::randint(classes, {1, 1, rows / cell, cols / cell}).to(torch::kFloat);
+      return torch::upsample_nearest2d(coarse, {rows, cols}).reshape({rows, cols}).to(torch::kLong);
+    };
+    auto truth = blobs(8);
+    truth.masked_fill_(blobs(16) == 0, int64_t(kIgnoreLabel));  // about a quarter void
+    auto prediction = torch::where(torch::rand({rows, cols}) < 0.9, truth.roll(i % 3, 1), blobs(4));
+    prediction.masked_fill_(prediction == int64_t(kIgnoreLabel), 0);
+    image_scores.push_back(bf.add(prediction, truth));
+    const auto t = truth.contiguous(), p = prediction.contiguous();
+    truths.insert(truths.end(), t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + t.numel());
+    predictions.insert(predictions.end(), p.data_ptr<int64_t>(), p.data_ptr<int64_t>() + p.numel());
+  }
+  const std::string script =
+      "import numpy as np\n"
+      "from scipy import ndimage\n"
+      "shape = (4, " + std::to_string(rows) + ", " + std::to_string(cols) + ")\n"
+      "truths = np.array(" + python_list(truths) + ").reshape(shape)\n"
+      "preds = np.array(" + python_list(predictions) + ").reshape(shape)\n"
+      "tol = " + std::to_string(kTolerance) + " * np.hypot(shape[1], shape[2])\n"
+      "def boundary(m):\n"
+      "    p = np.pad(m, 1, mode=\"edge\")\n"
+      "    return m & ~(p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:])\n"
+      "def within(points, targets):\n"
+      "    return np.count_nonzero(points & (ndimage.distance_transform_edt(~targets) <= tol))\n"
+      "images, per_class = [], [[] for _ in range(" + std::to_string(classes) + ")]\n"
+      "for t, p in zip(truths, preds):\n"
+      "    scores = []\n"
+      "    for c in range(" + std::to_string(classes) + "):\n"
+      "        if not (t == c).any(): continue\n"
+      "        tb, pb = boundary(t == c), boundary(p == c) & (t != 255)\n"
+      "        nt, np_ = tb.sum(), pb.sum()\n"
+      "        if nt == 0 or np_ == 0: f = 1.0 if nt == np_ else 0.0\n"
+      "        else:\n"
+      "            pr, rc = within(pb, tb) / np_, within(tb, pb) / nt\n"
+      "            f = 2 * pr * rc / (pr + rc) if pr + rc > 0 else 0.0\n"
+      "        scores.append(f); per_class[c].append(f)\n"
+      "    images.append(np.mean(scores))\n"
+      "print(\" \".join(repr(float(v)) for v in images + [np.mean(images)] + [np.mean(s) for s in per_class]))\n";
+  const auto out = python_output(script);
+  ASSERT_TRUE(out) << script;
+  std::istringstream values(*out);
+  for (double expected : image_scores) {
+    double v = 0;
+    ASSERT_TRUE(values >> v) << *out;
+    EXPECT_NEAR(expected, v, 1e-12);
+  }
+  double mean = 0;
+  ASSERT_TRUE(values >> mean) << *out;
+  EXPECT_NEAR(bf.mean(), mean, 1e-12);
+  for (int64_t c = 0; c < classes; ++c) {
+    double v = 0;
+    ASSERT_TRUE(values >> v) << *out;
+    EXPECT_NEAR(bf.class_scores()[c], v, 1e-12) << c;
+  }
+  // Not a trivial agreement: the predictions are neither perfect nor hopeless.
+  EXPECT_GT(bf.mean(), 0.2);
+  EXPECT_LT(bf.mean(), 0.95);
 }
 
 TEST(PredictiveEntropy, IsZeroWhenCertainAndLogCWhenUniform) {

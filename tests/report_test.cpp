@@ -192,7 +192,7 @@ TEST(Report, RunReportDrawsCurvesAndTheChartsOfEvalJsonInTheRun) {
   TempDir dir;
   write_text(dir.path / "metrics.csv", std::string(kHeader) + "1,1.5,0.5,0.25,0.125,3,4,0,nan,0\n2,1.25,0.6,0.3,0.2,3,4,0,nan,0\n");
   const std::vector<ClassInfo> classes = {{"road", {1, 2, 3}}, {"sidewalk", {4, 5, 6}}, {"sky", {7, 8, 9}}};
-  write_text(dir.path / "val.json", metrics_json(three_classes(), classes).dump(2));
+  write_text(dir.path / "val.json", metrics_json(Evaluation{three_classes(), BoundaryF1(3), {}}, classes).dump(2));
   write_text(dir.path / "config.json", "{\"epochs\": 2}");  // not an eval JSON: no charts
   const auto written = write_run_report(dir.path);
   ASSERT_EQ(written.size(), 3u);

@@ -81,10 +81,11 @@ int main(int argc, char** argv) {
     if (!std::filesystem::exists(options.data / "val.txt")) return 0;
     segnet::Segmenter segmenter = segnet::Segmenter::from_checkpoint(options.out / "best.pt", options.device);
     const std::vector<segnet::SamplePaths> val = segnet::find_samples(options.data, "val.txt");
-    const segnet::ConfusionMatrix matrix = segnet::evaluate(segmenter, val, segmenter.info().label_spec());
+    const segnet::Evaluation scores = segnet::evaluate(segmenter, val, segmenter.info().label_spec());
+    const segnet::ConfusionMatrix& matrix = scores.confusion;
     const std::vector<double> iou = matrix.class_iou();  // NaN for a class neither in the labels nor predicted
-    std::printf("best.pt on %zu validation images: global accuracy %.4f, mIoU %.4f\n", val.size(),
-                matrix.global_accuracy(), matrix.mean_iou());
+    std::printf("best.pt on %zu validation images: global accuracy %.4f, mIoU %.4f, boundary F1 %.4f\n", val.size(),
+                matrix.global_accuracy(), matrix.mean_iou(), scores.boundary.mean());
     const std::vector<segnet::ClassInfo>& classes = segmenter.info().classes;
     for (size_t c = 0; c < classes.size(); ++c)
       if (!std::isnan(iou[c])) std::printf("  %-16s IoU %.4f\n", classes[c].name.c_str(), iou[c]);

@@ -6,14 +6,30 @@
 
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
 #include <functional>
+#include <string>
 #include <vector>
 
 namespace segnet {
 
+// One scored image.
+struct ImageScore {
+  std::filesystem::path image;
+  double global_acc;  // of its non-void pixels
+  double miou;        // over the classes in its truth or its prediction
+  double bf;          // BoundaryF1's image score
+};
+
+struct Evaluation {
+  ConfusionMatrix confusion;  // summed over the images
+  BoundaryF1 boundary;
+  std::vector<ImageScore> images;  // in list order
+};
+
 // Predictions are compared with each label at the label's own resolution. `progress(done, total)`
 // is called after each image when given.
-ConfusionMatrix evaluate(Segmenter& segmenter, const std::vector<SamplePaths>& samples, const LabelSpec& spec,
+Evaluation evaluate(Segmenter& segmenter, const std::vector<SamplePaths>& samples, const LabelSpec& spec,
                          const std::function<void(size_t, size_t)>& progress = {});
 
 // Labels are scored as the model's class ids: a dataset folder whose classes.csv lists another number
@@ -21,11 +37,15 @@ ConfusionMatrix evaluate(Segmenter& segmenter, const std::vector<SamplePaths>& s
 // Binary models, and folders without classes.csv, pass.
 void check_dataset_classes(const ModelInfo& info, const std::filesystem::path& data);
 
-// global_acc, class_avg_acc, miou, mdice, mfscore, fwiou, per_class [{name, iou, acc, dice, precision,
-// fscore}], confusion (rows = truth); see ConfusionMatrix. Undefined values are null.
-nlohmann::json metrics_json(const ConfusionMatrix& matrix, const std::vector<ClassInfo>& classes);
-// Foreground (class 1) of a two-class matrix: iou, dice (F1), precision, recall; pixel_acc; miou,
-// mdice and fwiou over both classes; confusion.
-nlohmann::json binary_metrics_json(const ConfusionMatrix& matrix);
+// global_acc, class_avg_acc, miou, mdice, mfscore, fwiou, bf, per_class [{name, iou, acc, dice,
+// precision, fscore, bf}], confusion (rows = truth); see ConfusionMatrix and BoundaryF1. Undefined
+// values are null.
+nlohmann::json metrics_json(const Evaluation& evaluation, const std::vector<ClassInfo>& classes);
+// Foreground (class 1) of a two-class evaluation: iou, dice (F1), precision, recall, bf; pixel_acc;
+// miou, mdice and fwiou over both classes; confusion.
+nlohmann::json binary_metrics_json(const Evaluation& evaluation);
+// The images' scores as CSV, a header and a row per image: image, global_acc, miou, bf (empty where
+// undefined).
+std::string image_scores_csv(const std::vector<ImageScore>& images);
 
 }  // namespace segnet

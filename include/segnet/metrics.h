@@ -49,6 +49,37 @@ class ConfusionMatrix {
   std::vector<int64_t> counts_;
 };
 
+// Boundary F1 ("BF", Csurka et al. 2013), the SegNet paper's fourth metric: how closely predicted
+// class contours follow the true ones, forgiving a shift of up to `tolerance` x the image diagonal
+// (the paper's 0.75%). For each image and each class in its truth, the class's boundary pixels are
+// those of the class with a 4-neighbour outside it (the image's edge is no boundary), in the truth
+// and in the prediction; precision = predicted boundary pixels within the tolerance of a true one /
+// predicted boundary pixels, recall = true boundary pixels within the tolerance of a predicted one /
+// true boundary pixels, F1 = 2PR / (P + R): 1 where neither has a boundary (the class fills the image
+// in both), 0 where only one has. Predicted boundary pixels on void truth are not scored, as void
+// pixels are not in the ConfusionMatrix.
+class BoundaryF1 {
+ public:
+  explicit BoundaryF1(int64_t num_classes, double tolerance = 0.0075);
+
+  // One image's class ids, H x W each; returns the image's score, the mean F1 over the classes in its
+  // truth (NaN when its truth is all void).
+  double add(const torch::Tensor& prediction, const torch::Tensor& target);
+
+  int64_t num_classes() const { return num_classes_; }
+  double mean() const;  // mean of the images' scores ("BF"); NaN before one with a class
+  // Per class: the mean F1 over the images whose truth holds the class; NaN for a class in none.
+  std::vector<double> class_scores() const;
+
+ private:
+  int64_t num_classes_;
+  double tolerance_;
+  double image_sum_ = 0;
+  int64_t images_ = 0;
+  std::vector<double> class_sum_;
+  std::vector<int64_t> class_images_;
+};
+
 // Per-pixel entropy (nats) of class probabilities, classes x H x W -> H x W: Bayesian SegNet's
 // uncertainty when the probabilities average Monte Carlo dropout samples.
 torch::Tensor predictive_entropy(const torch::Tensor& probabilities);

@@ -225,7 +225,7 @@ void score(EpochRecord& r, Segmenter validator, const std::vector<SamplePaths>& 
   std::vector<SamplePaths> mine;
   for (size_t i = group ? static_cast<size_t>(group->rank()) : 0; i < val_samples.size(); i += group ? group->size() : 1)
     mine.push_back(val_samples[i]);
-  ConfusionMatrix m = evaluate(validator, mine, spec);
+  ConfusionMatrix m = evaluate(validator, mine, spec).confusion;
   if (group) {
     auto counts = torch::tensor(m.counts(), torch::kLong);
     group->sum(counts);
