@@ -34,6 +34,14 @@ using segnet::test::unique_temp_dir;
 
 namespace {
 
+// Field `k` (from 0) of a CSV line without quoted fields.
+std::string csv_field(const std::string& line, int k) {
+  std::istringstream in(line);
+  std::string field;
+  for (int i = 0; i <= k; ++i) std::getline(in, field, ',');
+  return field;
+}
+
 std::vector<std::string> lines_of(const std::string& text) {
   std::vector<std::string> lines;
   std::istringstream in(text);
@@ -745,6 +753,56 @@ TEST_F(CliRun, EvalRefusesADatasetWithAnotherNumberOfClasses) {
   EXPECT_TRUE(contains(r.err, "has 2 classes")) << r.err;
 }
 
+// --patience N ends training after the first epoch that leaves val mIoU N epochs behind its best
+// (found here from metrics.csv). Resumed with the same patience the run trains nothing and says why;
+// with a larger one it goes on, and config.json keeps it. Without validation images it is refused.
+TEST(Cli, PatienceStopsTrainingOnceValMiouStallsAndAResumeMayRaiseIt) {
+  TempDir dir;
+  const fs::path data = dir.path / "data", run = dir.path / "run";
+  ASSERT_EQ(segnet_cli("synth --out " + quote(data) + " --count 6 --size 24x32", dir.path).status, 0);
+  constexpr int64_t epochs = 12;
+  // A learning rate too small to matter: val mIoU moves only with batch norm's running statistics.
+  const std::string options = "train --data " + quote(data) + " --model segnet-basic --size 24x32 --batch 2 --lr 1e-9 "
+                              "--augment none --epochs " + std::to_string(epochs);
+  const std::string train = options + " --out " + quote(run);
+  const Result first = segnet_cli(train + " --patience 1", dir.path);
+  ASSERT_EQ(first.status, 0) << first.err;
+  const auto rows = lines_of(slurp(run / "metrics.csv"));
+  ASSERT_EQ(csv_field(rows.at(0), 4), "val_miou");
+  int64_t stop = epochs, best_epoch = 0;
+  double best = -1;
+  for (size_t i = 1; i < rows.size(); ++i) {
+    const double miou = std::stod(csv_field(rows[i], 4));  // val_miou
+    const auto epoch = static_cast<int64_t>(i);
+    if (miou > best) best = miou, best_epoch = epoch;
+    else if (epoch - best_epoch >= 1) {
+      stop = epoch;
+      break;
+    }
+  }
+  ASSERT_LT(stop, epochs) << "val mIoU rose every epoch: nothing to stop\n" << slurp(run / "metrics.csv");
+  EXPECT_EQ(static_cast<int64_t>(rows.size()) - 1, stop) << slurp(run / "metrics.csv");
+  const std::string said = "stopping early after epoch " + std::to_string(stop) + ":";
+  EXPECT_TRUE(contains(first.err, said)) << first.err;
+
+  const std::string metrics = slurp(run / "metrics.csv");
+  const Result again = segnet_cli(train + " --patience 1 --resume", dir.path);
+  ASSERT_EQ(again.status, 0) << again.err;
+  EXPECT_TRUE(contains(again.err, said)) << again.err;
+  EXPECT_FALSE(contains(again.out, "already trained")) << again.out;
+  EXPECT_EQ(slurp(run / "metrics.csv"), metrics);
+
+  const Result longer = segnet_cli(train + " --patience 3 --resume", dir.path);
+  ASSERT_EQ(longer.status, 0) << longer.err;
+  EXPECT_GT(lines_of(slurp(run / "metrics.csv")).size(), rows.size());
+  EXPECT_EQ(nlohmann::json::parse(slurp(run / "config.json"))["options"]["patience"], 3);
+
+  fs::remove(data / "val.txt");
+  const Result blind = segnet_cli(options + " --patience 2 --out " + quote(dir.path / "run2"), dir.path);
+  EXPECT_TRUE(FailsWithErrorNaming(blind, "--patience", true));
+  EXPECT_TRUE(contains(blind.err, "val.txt")) << blind.err;
+}
+
 TEST(Cli, BadTrainingOptionsFailNamingTheirFlag) {
   TempDir dir;
   // --unlabeled: the pseudo-label flags' values are checked only in pseudo-label training.
@@ -752,6 +810,7 @@ TEST(Cli, BadTrainingOptionsFailNamingTheirFlag) {
   for (const auto& [args, flag] : std::vector<std::pair<std::string, std::string>>{
            {"--epochs 0", "--epochs"},
            {"--batch 0", "--batch"},
+           {"--patience -1", "--patience"},
            {"--pseudo-threshold 1.5", "--pseudo-threshold"},
            {"--pseudo-class-share 2", "--pseudo-class-share"},
            {"--pseudo-scale-range 1.5,0.5", "--pseudo-scale-range"},

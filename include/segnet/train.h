@@ -115,6 +115,10 @@ struct TrainOptions {
   std::optional<InputRange> input_range;
   AugmentOptions augment;             // of the training images; default AugmentPreset::Color
   int64_t epochs = 100;
+  // Early stopping: training ends once validation mIoU has not beaten its best for this many epochs
+  // (TrainCallbacks::stopped_early says so); 0: never. Needs a validation list. A resumed run may
+  // change it, as it may change `epochs`.
+  int64_t patience = 0;
   // Images per micro-batch of each process: an optimizer step averages the gradients of `accumulate`
   // micro-batches on each of the distributed.world_size processes (batch x accumulate x world_size images).
   int64_t batch = 4;
@@ -175,17 +179,26 @@ struct StepReport {
 };
 
 // What a run tells its caller; each callback is optional.
+struct EarlyStop {
+  int64_t epoch = 0;       // the last epoch trained
+  int64_t best_epoch = 0;  // the epoch of best.pt
+  double best_miou = 0;
+};
+
 struct TrainCallbacks {
   // Before the pass that validates and measures the data: how many images, and whether any validate.
   std::function<void(size_t images, bool validation)> checking_data;
   std::function<void(const StepReport&)> step;
   std::function<void(const EpochRecord&)> epoch;      // after the epoch's row and checkpoints are written
+  // Training ends before options.epochs because validation mIoU stalled for options.patience epochs
+  // (also when a resumed run had already stalled).
+  std::function<void(const EarlyStop&)> stopped_early;
 };
 
 // Writes out/config.json (when the run starts), out/metrics.csv (a row per epoch), out/curves.png (its
 // chart, redrawn each epoch; PLplot's Cairo driver is checked before any work: require_chart_driver in
 // report.h), out/last.pt and out/best.pt (best val mIoU, or last without a val list). Returns the
-// epochs run by this call (none when a resumed run is complete).
+// epochs run by this call (none when a resumed run is complete, or had stopped early and still would).
 // Distributed (options.distributed.world_size > 1): every process calls it with the same options; rank
 // 0 alone writes into `out`, which a resume reads on every process (a folder every process sees).
 std::vector<EpochRecord> train(const TrainOptions& options, const TrainCallbacks& callbacks = {});

@@ -71,6 +71,7 @@ nlohmann::json options_to_json(const TrainOptions& o) {
           {"augment.saturation", o.augment.saturation},
           {"augment.hue", o.augment.hue},
           {"epochs", o.epochs},
+          {"patience", o.patience},
           {"batch", o.batch},
           {"accumulate", o.accumulate},
           {"optimizer", to_string(o.optimizer)},
@@ -132,6 +133,7 @@ TrainOptions options_from_json(const nlohmann::json& options, TrainOptions o) {
   read(options, "augment.saturation", o.augment.saturation);
   read(options, "augment.hue", o.augment.hue);
   read(options, "epochs", o.epochs);
+  read(options, "patience", o.patience);
   read(options, "batch", o.batch);
   read(options, "accumulate", o.accumulate);
   if (options.contains("optimizer")) o.optimizer = choice_of<Optimizer>(options, "optimizer");
@@ -209,7 +211,7 @@ std::optional<nlohmann::json> read_run_options(const std::filesystem::path& conf
 void check_same_options(const std::filesystem::path& config, const nlohmann::json& run, const TrainOptions& o) {
   const nlohmann::json now = options_to_json(o);
   for (const auto& [key, value] : run.items())
-    if (key != "epochs" && now.contains(key) && now.at(key) != value)
+    if (key != "epochs" && key != "patience" && now.contains(key) && now.at(key) != value)
       throw OptionError(key, "is " + now.at(key).dump() + " here but " + value.dump() + " in the run's " + config.string());
 }
 
@@ -223,11 +225,12 @@ void check_same_processes(const std::filesystem::path& config, int64_t world_siz
                                                     " processes (the batch of a step would change)");
 }
 
-void record_epochs(const std::filesystem::path& config, int64_t epochs) {
+void record_run_length(const std::filesystem::path& config, int64_t epochs, int64_t patience) {
   std::ifstream in(config);
   nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.contains("options")) throw Error(config, "is not a run's config.json");
   j["options"]["epochs"] = epochs;
+  j["options"]["patience"] = patience;
   write_text(config, j.dump(2) + "\n");
 }
 

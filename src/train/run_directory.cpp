@@ -67,10 +67,11 @@ CheckpointReader RunDirectory::resume(const TrainOptions& o) const {
   return ck;
 }
 
-void RunDirectory::rewind(int64_t epoch, int64_t epochs) const {
+void RunDirectory::rewind(int64_t epoch, int64_t epochs, int64_t patience) const {
   truncate_metrics(metrics(), epoch);
   const auto run_options = read_run_options(config());
-  if (run_options && run_options->value("epochs", epochs) != epochs) record_epochs(config(), epochs);
+  if (run_options && (run_options->value("epochs", epochs) != epochs || run_options->value("patience", int64_t(0)) != patience))
+    record_run_length(config(), epochs, patience);
 }
 
 void RunDirectory::record(const EpochRecord& r, const ModelInfo& info, const TrainState& state, SegNet& model,

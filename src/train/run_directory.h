@@ -24,8 +24,8 @@ class RunDirectory {
   // any case). Changes nothing.
   CheckpointReader resume(const TrainOptions& options) const;
   // Before a resumed run goes on from `epoch`: metrics.csv loses rows of later epochs, and config.json
-  // records the new epoch count.
-  void rewind(int64_t epoch, int64_t epochs) const;
+  // records the new epoch count and patience.
+  void rewind(int64_t epoch, int64_t epochs, int64_t patience) const;
 
   // Appends the epoch's row, saves last.pt and, when `record.best`, best.pt, and redraws curves.png.
   void record(const EpochRecord& record, const ModelInfo& info, const TrainState& state, SegNet& model,

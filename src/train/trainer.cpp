@@ -161,10 +161,9 @@ NewRun new_run(const TrainOptions& o, const std::vector<SamplePaths>& train_samp
   info = {o.model,    o.task,     o.upsampling,
           o.dilation, classes,    spec.void_labels,
           o.size,     stats.norm, class_weights(o.class_weights, stats, spec.num_classes),
-          spec.format, spec.value_map, spec.void_colors, /*activation_ranges=*/{}};
+          spec.format, spec.value_map, spec.void_colors, /*activation_ranges=*/{}, o.input_range};
   run.start.model = std::move(start.model);
   info.norm = start.norm.value_or(stats.norm);
-  info.input_range = o.input_range;
   return run;
 }
 
@@ -241,6 +240,7 @@ void score(EpochRecord& r, Segmenter validator, const std::vector<SamplePaths>& 
 void validate(const TrainOptions& o) {
   if (o.data.empty()) throw OptionError("data", "is needed: the dataset folder");
   if (o.epochs < 1) throw OptionError("epochs", "must be at least 1");
+  if (o.patience < 0) throw OptionError("patience", "must be at least 0 (0: never stop early)");
   if (o.precision == Precision::Int8) throw OptionError("precision", "int8 is for inference only; train in fp32 or bf16");
   if (o.batch < 1) throw OptionError("batch", "must be at least 1");
   if (o.input_range) validate(*o.input_range);
@@ -315,6 +315,9 @@ std::vector<EpochRecord> train(const TrainOptions& o, const TrainCallbacks& call
     if (writer) require_chart_driver(curves_path(o.out));
     train_samples = find_samples(o.data, o.train_list);
     val_samples = validation_samples(o);
+    if (o.patience > 0 && val_samples.empty())
+      throw OptionError("patience", "needs validation images to watch: " + (o.data / "val.txt").string() +
+                                        " does not exist and no val_list is given");
     if (!o.pseudo.unlabeled.empty()) unlabeled = find_unlabeled(o.data, o.pseudo.unlabeled);
     if (o.resume) {
       last.emplace(run.resume(o));
@@ -330,7 +333,7 @@ std::vector<EpochRecord> train(const TrainOptions& o, const TrainCallbacks& call
   }
   if (group) group->agree("setup", failure);
   else if (failure) std::rethrow_exception(failure);
-  if (last && writer) run.rewind(last->state().epoch, o.epochs);
+  if (last && writer) run.rewind(last->state().epoch, o.epochs, o.patience);
 
   const ModelInfo& info = start.info;
   TrainState& state = start.state;
@@ -368,7 +371,8 @@ std::vector<EpochRecord> train(const TrainOptions& o, const TrainCallbacks& call
                                    " training images are fewer than the micro-batches of a step (accumulate x processes)");
   const Objective objective{o.task, o.loss.value_or(default_loss(o.task)), torch::tensor(info.class_weights).to(o.device)};
   std::vector<EpochRecord> records;
-  for (int64_t epoch = state.epoch + 1; epoch <= o.epochs; ++epoch) {
+  const auto stalled = [&] { return o.patience > 0 && state.epoch - state.best_epoch >= o.patience; };
+  for (int64_t epoch = state.epoch + 1; epoch <= o.epochs && !stalled(); ++epoch) {
     const auto start_time = std::chrono::steady_clock::now();
     const EpochResult e =
         train_epoch(o, epoch, model, *optimizer, loader, objective, parallel, teacher ? &*teacher : nullptr, callbacks);
@@ -383,6 +387,8 @@ std::vector<EpochRecord> train(const TrainOptions& o, const TrainCallbacks& call
     if (callbacks.epoch) callbacks.epoch(r);
     records.push_back(r);
   }
+  if (state.epoch < o.epochs && stalled() && callbacks.stopped_early)
+    callbacks.stopped_early({state.epoch, state.best_epoch, state.best_miou});
   return records;
 }
 

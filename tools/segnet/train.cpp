@@ -96,6 +96,12 @@ TrainCallbacks progress_callbacks() {
             << "  " << r.images_per_s << " img/s  " << std::setprecision(1) << r.seconds << " s";
     if (shown->bar) shown->bar->finish(summary.str());
   };
+  callbacks.stopped_early = [](const EarlyStop& s) {
+    const long long stalled = s.epoch - s.best_epoch;
+    std::fprintf(stderr, "stopping early after epoch %lld: val mIoU has not beaten %.4f (epoch %lld, best.pt) for %lld epoch%s (--patience)\n",
+                 static_cast<long long>(s.epoch), s.best_miou, static_cast<long long>(s.best_epoch), stalled,
+                 stalled == 1 ? "" : "s");
+  };
   return callbacks;
 }
 
@@ -135,8 +141,16 @@ void run_train(TrainArgs& a, const CLI::App* cmd) {
     throw Error(o.out / "last.pt", "does not exist: no run to resume in " + o.out.string());
   if (o.resume && std::filesystem::exists(o.out / "config.json")) fill_from_saved(cmd, o, o.out / "config.json");
 
-  const auto records = train(o, o.distributed.rank == 0 ? progress_callbacks() : TrainCallbacks{});
+  TrainCallbacks callbacks = o.distributed.rank == 0 ? progress_callbacks() : TrainCallbacks{};
+  bool stopped_early = false;
+  if (callbacks.stopped_early)
+    callbacks.stopped_early = [&stopped_early, say = callbacks.stopped_early](const EarlyStop& s) {
+      stopped_early = true;
+      say(s);
+    };
+  const auto records = train(o, callbacks);
   if (o.distributed.rank != 0) return;  // rank 0 speaks for the run
+  if (records.empty() && stopped_early) return;
   if (records.empty())
     std::printf("%s already trained to %lld epochs\n", o.out.c_str(), static_cast<long long>(o.epochs));
   else
@@ -183,6 +197,9 @@ void add_training_flags(CLI::App* cmd, TrainArgs& a) {
       ->expected(4);
   cmd->add_flag("--no-flip", a.no_flip, "no random horizontal flips (overrides --augment's)");
   cmd->add_option("--epochs", t.epochs, "passes over the training list")->capture_default_str();
+  cmd->add_option("--patience", t.patience,
+                  "N: stop once val mIoU has not beaten its best for N epochs (0: never); best.pt is the best")
+      ->capture_default_str();
   cmd->add_option("--batch", t.batch, "images per micro-batch of each process (a step: batch x accumulate x processes)")
       ->capture_default_str();
   cmd->add_option("--accumulate", t.accumulate, "micro-batches whose gradients make one optimizer step")->capture_default_str();
