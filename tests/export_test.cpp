@@ -93,9 +93,16 @@ TEST_P(ExportVariants, OpenCvDnnComputesSegnetsLogits) {
   ASSERT_EQ(out.total(), static_cast<size_t>(expected.numel()));
   const auto got = torch::from_blob(const_cast<float*>(out.ptr<float>()), expected.sizes(), torch::kFloat);
   // OpenCV sums its convolutions in another order than oneDNN; over SegNet's 26 convolutions that
-  // reaches 3e-4 of the logits' magnitude (measured), hence 1e-3 here.
+  // reaches 3e-4 of the logits' magnitude (measured), hence 1e-3 here. Where a pooling window's two
+  // largest values are closer than that, each engine may keep another position, and MaxUnpool moves a
+  // few pixels' values: on an AVX-512 Xeon, 30 of SegNet's 6144 pixels at 64x96 (none on Zen 3), with
+  // every pixel's class unchanged. Hence the 99th percentile, and the classes, as for ONNX Runtime below.
   const double scale = std::max(1.0, expected.abs().max().item<double>());
-  EXPECT_LT((got - expected).abs().max().item<double>(), 1e-3 * scale);
+  const auto difference = (got - expected).abs().flatten();
+  const int64_t p99 = (difference.numel() * 99 + 99) / 100;  // the rank of the 99th percentile, from 1
+  EXPECT_LT(std::get<0>(difference.kthvalue(p99)).item<double>(), 1e-3 * scale);
+  if (expected.size(1) > 1)
+    EXPECT_GE(got.argmax(1).eq(expected.argmax(1)).to(torch::kDouble).mean().item<double>(), 0.999);
 }
 
 // ONNX Runtime at odd sizes (every ceil-mode pooling and crop exercised), batch 2, dynamic size.

@@ -103,7 +103,7 @@ step 120 "segnet synth" "$prefix/bin/segnet" synth --out "$data" --count 12 --si
 train_model=$tmp/build-train_model/train_model
 step 300 "train_model, 1 epoch" "$train_model" "$data" "$run" 1 48 64
 grep -q "^epoch 1/1  loss" "$tmp/out.txt" || fail "train_model printed no line for epoch 1 of 1"
-grep -q "^best.pt on 2 validation images: global accuracy [0-9.]*, mIoU [0-9.]*$" "$tmp/out.txt" ||
+grep -q "^best.pt on 2 validation images: global accuracy [0-9.]*, mIoU [0-9.]*, boundary F1 [0-9.]*$" "$tmp/out.txt" ||
   fail "train_model did not score best.pt on the 2 validation images"
 checkpoint=$run/last.pt
 [ -f "$checkpoint" ] || fail "train_model wrote no $checkpoint"
