@@ -30,7 +30,7 @@ struct Evaluation {
 // Predictions are compared with each label at the label's own resolution. `progress(done, total)`
 // is called after each image when given.
 Evaluation evaluate(Segmenter& segmenter, const std::vector<SamplePaths>& samples, const LabelSpec& spec,
-                         const std::function<void(size_t, size_t)>& progress = {});
+                    const std::function<void(size_t, size_t)>& progress = {});
 
 // Labels are scored as the model's class ids: a dataset folder whose classes.csv lists another number
 // of classes (its void value could be one of the model's classes) is an Error naming classes.csv.

@@ -178,13 +178,13 @@ struct StepReport {
   double images_per_s = 0;      // all processes together
 };
 
-// What a run tells its caller; each callback is optional.
 struct EarlyStop {
   int64_t epoch = 0;       // the last epoch trained
   int64_t best_epoch = 0;  // the epoch of best.pt
   double best_miou = 0;
 };
 
+// What a run tells its caller; each callback is optional.
 struct TrainCallbacks {
   // Before the pass that validates and measures the data: how many images, and whether any validate.
   std::function<void(size_t images, bool validation)> checking_data;
