@@ -27,6 +27,12 @@ struct Evaluation {
   std::vector<ImageScore> images;  // in list order
 };
 
+// Segments each sample in list order and calls `scored(index, prediction, truth)` with both as class
+// ids (H x W; truth kIgnoreLabel for void) at the label's own resolution: the loop under evaluate, for
+// scores of one's own.
+void for_each_prediction(Segmenter& segmenter, const std::vector<SamplePaths>& samples, const LabelSpec& spec,
+                         const std::function<void(size_t, const torch::Tensor&, const torch::Tensor&)>& scored);
+
 // Predictions are compared with each label at the label's own resolution. `progress(done, total)`
 // is called after each image when given.
 Evaluation evaluate(Segmenter& segmenter, const std::vector<SamplePaths>& samples, const LabelSpec& spec,

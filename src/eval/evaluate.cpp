@@ -19,25 +19,32 @@ void check_dataset_classes(const ModelInfo& info, const std::filesystem::path& d
                          std::to_string(info.classes.size()));
 }
 
-Evaluation evaluate(Segmenter& segmenter, const std::vector<SamplePaths>& samples, const LabelSpec& spec,
-                    const std::function<void(size_t, size_t)>& progress) {
-  Evaluation e{ConfusionMatrix(spec.num_classes), BoundaryF1(spec.num_classes), {}};
+void for_each_prediction(Segmenter& segmenter, const std::vector<SamplePaths>& samples, const LabelSpec& spec,
+                         const std::function<void(size_t, const torch::Tensor&, const torch::Tensor&)>& scored) {
   Prefetcher<Sample> decoded(  // the next images decode while the network runs
       [&, next = size_t(0)]() mutable -> std::optional<Sample> {
         if (next == samples.size()) return std::nullopt;
         return read_sample(samples[next++], spec, segmenter.info().input_range);
       },
       2);
-  for (Sample s; decoded.next(s);) {
+  size_t index = 0;
+  for (Sample s; decoded.next(s); ++index) {
     const cv::Mat predicted = segmenter.segment(s.image);  // label_tensor shares its pixels
-    const torch::Tensor prediction = label_tensor(predicted), truth = label_tensor(s.label);
+    scored(index, label_tensor(predicted), label_tensor(s.label));
+  }
+}
+
+Evaluation evaluate(Segmenter& segmenter, const std::vector<SamplePaths>& samples, const LabelSpec& spec,
+                    const std::function<void(size_t, size_t)>& progress) {
+  Evaluation e{ConfusionMatrix(spec.num_classes), BoundaryF1(spec.num_classes), {}};
+  for_each_prediction(segmenter, samples, spec, [&](size_t i, const torch::Tensor& prediction, const torch::Tensor& truth) {
     ConfusionMatrix image(spec.num_classes);
     image.add(prediction, truth);
     e.confusion.merge(image);
     const double bf = e.boundary.add(prediction, truth);
-    e.images.push_back({samples[e.images.size()].image, image.global_accuracy(), image.mean_iou(), bf});
-    if (progress) progress(e.images.size(), samples.size());
-  }
+    e.images.push_back({samples[i].image, image.global_accuracy(), image.mean_iou(), bf});
+    if (progress) progress(i + 1, samples.size());
+  });
   return e;
 }
 

@@ -224,7 +224,9 @@ void score(EpochRecord& r, Segmenter validator, const std::vector<SamplePaths>& 
   std::vector<SamplePaths> mine;
   for (size_t i = group ? static_cast<size_t>(group->rank()) : 0; i < val_samples.size(); i += group ? group->size() : 1)
     mine.push_back(val_samples[i]);
-  ConfusionMatrix m = evaluate(validator, mine, spec).confusion;
+  ConfusionMatrix m(spec.num_classes);  // mIoU alone: boundary F1 and per-image scores are eval's
+  for_each_prediction(validator, mine, spec,
+                      [&](size_t, const torch::Tensor& prediction, const torch::Tensor& truth) { m.add(prediction, truth); });
   if (group) {
     auto counts = torch::tensor(m.counts(), torch::kLong);
     group->sum(counts);
@@ -317,7 +319,7 @@ std::vector<EpochRecord> train(const TrainOptions& o, const TrainCallbacks& call
     val_samples = validation_samples(o);
     if (o.patience > 0 && val_samples.empty())
       throw OptionError("patience", "needs validation images to watch: " + (o.data / "val.txt").string() +
-                                        " does not exist and no val_list is given");
+                                        " does not exist and no validation list is given");
     if (!o.pseudo.unlabeled.empty()) unlabeled = find_unlabeled(o.data, o.pseudo.unlabeled);
     if (o.resume) {
       last.emplace(run.resume(o));
