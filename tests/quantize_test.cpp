@@ -8,6 +8,7 @@
 #include <segnet/train.h>
 
 #include "inference/int8_convolution.h"
+#include "inference/int8_pooling.h"
 
 #include "expect_error.h"
 #include "model_info.h"
@@ -131,6 +132,46 @@ TEST(Quantize, Int8ConvolutionIsTheExactConvolutionRoundedOnce) {
       EXPECT_GT(off.eq(0).to(torch::kFloat).mean().item<double>(), 0.99) << channels << " channels, relu " << relu;
     }
   }
+}
+
+// The classifier's form: no output quantization, the exact integer convolution plus bias in fp32 (its
+// one rounding is fp32's), with a zero point and padding; for a 1x1 (segnet-basic) and a 3x3 (segnet) kernel.
+TEST(Quantize, Int8ConvolutionWithFloatOutputIsTheExactConvolution) {
+  torch::manual_seed(8);
+  for (const int64_t kernel : {1, 3}) {
+    const auto weight = torch::randn({11, 64, kernel, kernel});
+    const auto bias = torch::randn({11});
+    const QuantParams input{0.03, 91};
+    Int8Convolution conv(weight, bias, {input, std::nullopt, /*relu=*/false, kernel / 2, 1});
+    const auto codes = torch::randint(0, 256, {2, 64, 9, 14}, torch::kUInt8);
+    const auto x = at::_make_per_tensor_quantized_tensor(codes, input.scale, input.zero_point);
+    const auto got = conv.forward(x);
+    ASSERT_EQ(got.scalar_type(), torch::kFloat);
+    const auto w = quantize_weight(weight, Int8Convolution::weight_levels()).dequantize().to(torch::kDouble);
+    const auto exact = torch::conv2d(x.dequantize().to(torch::kDouble), w, bias.to(torch::kDouble), 1, kernel / 2);
+    ASSERT_EQ(got.sizes(), exact.sizes());
+    const double off = (got.to(torch::kDouble) - exact).abs().max().item<double>();
+    EXPECT_LT(off, 1e-5 * exact.abs().max().item<double>()) << kernel << "x" << kernel;
+  }
+}
+
+// Against LibTorch's max_pool2d_with_indices and max_unpool2d on the same values: few distinct codes, so
+// that most windows hold ties, odd sizes (short windows) and a channel count no vector width divides.
+TEST(Quantize, Int8PoolingAndUnpoolingMatchLibTorch) {
+  torch::manual_seed(9);
+  const int64_t H = 7, W = 11;
+  const auto x = at::_make_per_tensor_quantized_tensor(torch::randint(0, 6, {2, 19, H, W}, torch::kUInt8), 0.1, 3);
+  const auto [pooled, where] = int8_max_pool(x);
+  const auto [expected, indices] = torch::max_pool2d_with_indices(x.dequantize(), 2, 2, 0, 1, /*ceil_mode=*/true);
+  ASSERT_EQ(pooled.sizes(), expected.sizes());
+  EXPECT_TRUE(torch::equal(pooled.dequantize(), expected));
+  // Window positions (N x h x w x C, 0..3 row by row) as LibTorch's flat indices in each H x W plane.
+  const auto k = where.permute({0, 3, 1, 2}).to(torch::kLong);
+  const auto row = torch::arange(expected.size(2)).view({1, 1, -1, 1}) * 2 + k.div(2, "floor");
+  const auto col = torch::arange(expected.size(3)).view({1, 1, 1, -1}) * 2 + k.remainder(2);
+  EXPECT_TRUE(torch::equal(row * W + col, indices));
+  const auto unpooled = int8_max_unpool(pooled, where, {H, W});
+  EXPECT_TRUE(torch::equal(unpooled.dequantize(), torch::max_unpool2d(expected, indices, {H, W})));
 }
 
 // Each call brings its own scratch memory: threads sharing one convolution get what each would alone.

@@ -3,8 +3,9 @@
 // oneDNN, with symmetric int8 weights scaled per output channel (127 levels on processors with AVX-512
 // VNNI, 63 elsewhere, so that their 16-bit partial sums cannot saturate) and uint8 activations scaled
 // per tensor from ranges calibrated on images. Max pooling and index unpooling run on the uint8 values
-// themselves (they only move values, so they keep the scale); the classifier, and a
-// transposed-convolution decoder's upsampling, run in fp32: the classifier's logits decide every pixel.
+// themselves (they only move values, so they keep the scale). The classifier is an int8 convolution too,
+// but gives its logits in fp32, unrounded, since they decide every pixel; a transposed-convolution
+// decoder's upsampling runs in fp32.
 //
 // The image needs no calibration: its 8-bit pixels are exact in uint8, so the first convolution takes
 // them unnormalised (the normalisation folded into its weights). The other quantized activations, in the

@@ -21,8 +21,6 @@ dnnl::engine& cpu_engine() {
   return engine;
 }
 
-const uint8_t* bytes_of(const torch::Tensor& q) { return reinterpret_cast<const uint8_t*>(q.data_ptr<c10::quint8>()); }
-
 }  // namespace
 
 struct Int8Convolution::Impl {
@@ -30,7 +28,7 @@ struct Int8Convolution::Impl {
   int64_t out_channels = 0, in_channels = 0, kernel = 0;
   torch::Tensor weight;       // int8, out x in x k x k
   std::vector<float> bias;    // in the 32-bit sums' unit: bias / (input step x weight step)
-  std::vector<float> scales;  // per output channel, from sums to output steps
+  std::vector<float> scales;  // per output channel, from sums to output steps (fp32 output: to real values)
   std::vector<int32_t> input_zero;
   struct Prepared {
     dnnl::convolution_forward conv;
@@ -63,7 +61,7 @@ Int8Convolution::Int8Convolution(const torch::Tensor& weight, const torch::Tenso
   for (int64_t c = 0; c < m.out_channels; ++c) {
     const double sum_step = options.input.scale * steps[c].item<double>();
     m.bias.push_back(static_cast<float>(b[c].item<double>() / sum_step));
-    m.scales.push_back(static_cast<float>(sum_step / options.output.scale));
+    m.scales.push_back(static_cast<float>(options.output ? sum_step / options.output->scale : sum_step));
   }
   if (options.input.zero_point != 0) m.input_zero = {static_cast<int32_t>(options.input.zero_point)};
 }
@@ -82,7 +80,8 @@ const Int8Convolution::Impl::Prepared& Int8Convolution::Impl::prepare(int64_t n,
   const dnnl::memory::desc src({n, in_channels, h, w}, dt::u8, tag::nhwc);
   const dnnl::memory::desc wei({out_channels, in_channels, kernel, kernel}, dt::s8, tag::any);
   const dnnl::memory::desc bia({out_channels}, dt::f32, tag::a);
-  const dnnl::memory::desc dst({n, out_channels, h + 2 * p - reach, w + 2 * p - reach}, dt::u8, tag::nhwc);
+  const dnnl::memory::desc dst({n, out_channels, h + 2 * p - reach, w + 2 * p - reach},
+                               options.output ? dt::u8 : dt::f32, tag::nhwc);
   const dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
                                              src, wei, bia, dst, {1, 1}, {d - 1, d - 1}, {p, p}, {p, p});
   dnnl::primitive_attr attr;
@@ -90,8 +89,8 @@ const Int8Convolution::Impl::Prepared& Int8Convolution::Impl::prepare(int64_t n,
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   attr.set_output_scales(1 << 1, scales);  // one per output channel (dimension 1)
   if (!input_zero.empty()) attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
-  if (options.output.zero_point != 0)
-    attr.set_zero_points(DNNL_ARG_DST, 0, {static_cast<int32_t>(options.output.zero_point)});
+  if (options.output && options.output->zero_point != 0)
+    attr.set_zero_points(DNNL_ARG_DST, 0, {static_cast<int32_t>(options.output->zero_point)});
   if (options.relu) {
     dnnl::post_ops ops;
     ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
@@ -114,8 +113,11 @@ torch::Tensor Int8Convolution::forward(const torch::Tensor& input) {
     throw Error("int8 convolution: the input is not the quantized tensor it was built for");
   const int64_t n = q.size(0), h = q.size(2), w = q.size(3), grow = 2 * m.options.padding - m.options.dilation * (m.kernel - 1);
   const auto& prepared = m.prepare(n, h, w);
-  auto out = at::_empty_affine_quantized({n, m.out_channels, h + grow, w + grow}, q.options(), m.options.output.scale,
-                                         m.options.output.zero_point, at::MemoryFormat::ChannelsLast);
+  const std::vector<int64_t> size{n, m.out_channels, h + grow, w + grow};
+  const auto& output = m.options.output;
+  auto out = output ? at::_empty_affine_quantized(size, q.options(), output->scale, output->zero_point,
+                                                  at::MemoryFormat::ChannelsLast)
+                    : torch::empty(size, torch::dtype(torch::kFloat).memory_format(at::MemoryFormat::ChannelsLast));
   auto& engine = cpu_engine();
   std::unordered_map<int, dnnl::memory> args{
       {DNNL_ARG_SRC, dnnl::memory(prepared.src, engine, const_cast<uint8_t*>(bytes_of(q)))},

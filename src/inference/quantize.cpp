@@ -4,14 +4,16 @@
 #include <segnet/quantize.h>
 
 #include "inference/int8_convolution.h"
+#include "inference/int8_pooling.h"
 
 #include <ATen/Parallel.h>
 #include <ATen/record_function.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <functional>
+#include <optional>
 
 namespace segnet {
 
@@ -62,91 +64,6 @@ ActivationRange range_of(const torch::Tensor& x, double percentile) {
   return {std::get<0>(flat.kthvalue(k)).item<float>(), std::get<0>(flat.kthvalue(n - k + 1)).item<float>()};
 }
 
-const uint8_t* bytes_of(const torch::Tensor& q) { return reinterpret_cast<const uint8_t*>(q.data_ptr<c10::quint8>()); }
-uint8_t* bytes_of(torch::Tensor& q) { return reinterpret_cast<uint8_t*>(q.data_ptr<c10::quint8>()); }
-
-torch::Tensor empty_like_quantized(const torch::Tensor& q, int64_t height, int64_t width) {
-  return at::_empty_affine_quantized({q.size(0), q.size(1), height, width}, q.options(), q.q_scale(), q.q_zero_point(),
-                                     at::MemoryFormat::ChannelsLast);
-}
-
-// One 2x2 window's maxima over `channels` and the position of each, 0..3 (the first of equal values);
-// taps[k] holds position k's values, null where the window is short. Apart from max_pool's parallel
-// loop, with `restrict`, so that it vectorises there too.
-void pool_window(const uint8_t* const* taps, int64_t channels, uint8_t* __restrict out, uint8_t* __restrict place) {
-  std::memcpy(out, taps[0], channels);
-  std::memset(place, 0, channels);
-  for (uint8_t k = 1; k < 4; ++k) {
-    const uint8_t* __restrict t = taps[k];
-    if (!t) continue;
-    for (int64_t c = 0; c < channels; ++c) {  // branch-free, so that it vectorises
-      const bool greater = t[c] > out[c];
-      out[c] = greater ? t[c] : out[c];
-      place[c] = greater ? k : place[c];
-    }
-  }
-}
-
-// MaxPoolWithIndices on uint8 values (channels-last, same scale, so the same maxima). Each maximum's
-// place is kept as its position in its 2x2 window, 0..3 row by row, in one byte rather than the fp32
-// path's 8-byte flat index: unpooling reads it back, and the decoder's memory traffic is what is saved.
-// Ties go to the first position, as in LibTorch's kernel.
-std::pair<torch::Tensor, torch::Tensor> max_pool(const torch::Tensor& input) {
-  RECORD_FUNCTION("segnet::int8_max_pool", std::vector<c10::IValue>());
-  const auto q = input.contiguous(at::MemoryFormat::ChannelsLast);
-  const int64_t N = q.size(0), C = q.size(1), H = q.size(2), W = q.size(3), h = (H + 1) / 2, w = (W + 1) / 2;
-  auto pooled = empty_like_quantized(q, h, w);
-  auto where = torch::empty({N, h, w, C}, torch::kUInt8);
-  const uint8_t* in = bytes_of(q);
-  uint8_t* out = bytes_of(pooled);
-  uint8_t* place = where.data_ptr<uint8_t>();
-  at::parallel_for(0, N * h, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t n = row / h, y = 2 * (row % h);
-      const uint8_t* top = in + (n * H + y) * W * C;
-      const uint8_t* bottom = y + 1 < H ? top + W * C : nullptr;  // ceil mode: the last window may be short
-      for (int64_t col = 0; col < w; ++col) {
-        const int64_t x = 2 * col;
-        const bool right = x + 1 < W;
-        const uint8_t* taps[4] = {top + x * C, right ? top + (x + 1) * C : nullptr, bottom ? bottom + x * C : nullptr,
-                                  bottom && right ? bottom + (x + 1) * C : nullptr};
-        pool_window(taps, C, out + (row * w + col) * C, place + (row * w + col) * C);
-      }
-    }
-  });
-  return {pooled, where};
-}
-
-// MaxUnpool on uint8 values: each value back to its window position, every other position the zero
-// point (real 0). Each pooled row owns output rows 2r and 2r+1: it fills them with the zero point,
-// then scatters its values into them.
-torch::Tensor max_unpool(const torch::Tensor& input, const torch::Tensor& where, const std::vector<int64_t>& size) {
-  RECORD_FUNCTION("segnet::int8_max_unpool", std::vector<c10::IValue>());
-  const auto q = input.contiguous(at::MemoryFormat::ChannelsLast);
-  const int64_t N = q.size(0), C = q.size(1), h = q.size(2), w = q.size(3), H = size[0], W = size[1];
-  TORCH_CHECK((H + 1) / 2 == h && (W + 1) / 2 == w, "int8 unpooling: the size must be the pooled input's");
-  auto full = empty_like_quantized(q, H, W);
-  const auto zero = static_cast<uint8_t>(q.q_zero_point());
-  const uint8_t* in = bytes_of(q);
-  const uint8_t* place = where.data_ptr<uint8_t>();
-  uint8_t* out = bytes_of(full);
-  at::parallel_for(0, N * h, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t n = row / h, y = 2 * (row % h);
-      uint8_t* top = out + (n * H + y) * W * C;
-      std::memset(top, zero, std::min<int64_t>(2, H - y) * W * C);
-      const uint8_t* v = in + row * w * C;
-      const uint8_t* a = place + row * w * C;
-      for (int64_t col = 0; col < w; ++col, v += C, a += C) {
-        uint8_t* window = top + 2 * col * C;
-        // Position k is row k / 2, column k % 2 of the window; the places are always inside the image.
-        for (int64_t c = 0; c < C; ++c) window[((a[c] >> 1) * W + (a[c] & 1)) * C + c] = v[c];
-      }
-    }
-  });
-  return full;
-}
-
 // fp32 values of a channels-last uint8 tensor; LibTorch's dequantize takes several times longer on these.
 torch::Tensor dequantized(const torch::Tensor& input) {
   RECORD_FUNCTION("segnet::int8_dequantize", std::vector<c10::IValue>());
@@ -160,6 +77,42 @@ torch::Tensor dequantized(const torch::Tensor& input) {
     for (int64_t i = begin; i < end; ++i) values[i] = static_cast<float>(static_cast<int32_t>(in[i]) - zero) * scale;
   });
   return out;
+}
+
+// The image's 8-bit pixels, scaled to 0..1, are exact as uint8 with this step and no offset.
+constexpr QuantParams kImage{1.0 / 255, 0};
+
+// The normalised images `input` (N x 3 x H x W fp32) as the 0..1 pixel values they came from, in uint8
+// with kImage's step, channels-last, padded by `padding` on every side with each channel's mean (the
+// normalised image's zero). One pass: LibTorch's padding, arithmetic and quantize_per_tensor took
+// several times longer.
+torch::Tensor image_codes(const torch::Tensor& input, const Normalization& norm, int64_t padding) {
+  RECORD_FUNCTION("segnet::int8_quantize_image", std::vector<c10::IValue>());
+  const auto x = input.to(torch::kCPU, torch::kFloat).contiguous();
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), Hp = H + 2 * padding, Wp = W + 2 * padding;
+  TORCH_CHECK(C == 3, "int8 inference: images must have 3 channels");
+  auto codes = at::_empty_affine_quantized({N, C, Hp, Wp}, torch::dtype(torch::kQUInt8), kImage.scale, 0,
+                                           at::MemoryFormat::ChannelsLast);
+  const float* in = x.data_ptr<float>();
+  uint8_t* out = bytes_of(codes);
+  const auto levels = static_cast<float>(1 / kImage.scale);
+  at::parallel_for(0, N * Hp, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t n = row / Hp, y = row % Hp - padding;
+      uint8_t* o = out + row * Wp * C;
+      for (int64_t xp = 0; xp < Wp; ++xp) {
+        const int64_t col = xp - padding;
+        const bool inside = y >= 0 && y < H && col >= 0 && col < W;
+        for (int64_t c = 0; c < C; ++c) {
+          const float v = inside ? in[((n * C + c) * H + y) * W + col] : 0.f;
+          // Rounded by adding a half to a non-negative value (std::nearbyint is a call without SSE4.1).
+          const float level = std::clamp((v * norm.std[c] + norm.mean[c]) * levels, 0.f, 255.f);
+          o[xp * C + c] = static_cast<uint8_t>(level + 0.5f);
+        }
+      }
+    }
+  });
+  return codes;
 }
 
 torch::Tensor quantize(const torch::Tensor& x, const QuantParams& p) {
@@ -292,17 +245,15 @@ std::vector<ActivationRange> calibrate(const SegNet& model, const std::vector<to
 }
 
 struct QuantizedSegNet::Impl {
-  SegNet net{nullptr};  // fp32: the classifier, transposed-convolution upsampling
+  SegNet net{nullptr};  // fp32: transposed-convolution upsampling
   Stages stages;
-  // The normalisation (channel_tensor), and the first convolution's padding, which forward() applies.
-  torch::Tensor mean, std;
+  // The normalisation, and the first convolution's padding, which forward() undoes and applies.
+  Normalization norm;
   int64_t image_padding = 0;
   std::vector<std::vector<Int8Convolution>> encoder, decoder;
   std::vector<QuantParams> upsampled;  // per decoder stage, transposed-convolution decoders only
+  std::optional<Int8Convolution> classifier;  // fp32 scores
 };
-
-// The image's 8-bit pixels, scaled to 0..1, are exact as uint8 with this step and no offset.
-constexpr QuantParams kImage{1.0 / 255, 0};
 
 QuantizedSegNet::QuantizedSegNet(const SegNet& model, const std::vector<ActivationRange>& ranges,
                                  const Normalization& norm)
@@ -315,24 +266,27 @@ QuantizedSegNet::QuantizedSegNet(const SegNet& model, const std::vector<Activati
   Impl& m = *impl_;
   m.net = inference_copy(model);
   m.stages = stages_of(*m.net);
-  m.mean = channel_tensor(norm.mean);
-  m.std = channel_tensor(norm.std);
+  m.norm = norm;
+  const auto mean = channel_tensor(norm.mean), std = channel_tensor(norm.std);
   size_t point = 0;
   QuantParams input = kImage;  // each convolution's input: the previous one's output (pooling and unpooling keep it)
+  const auto padding_of = [](const torch::nn::Conv2dImpl& conv) {
+    return conv.options.dilation()->at(0) * (conv.weight.size(2) / 2);
+  };
   auto convs = [&](torch::nn::Sequential& seq) {
     std::vector<Int8Convolution> out;
     for (auto* block : blocks_of(seq)) {
       const auto& conv = *block->conv;
       const int64_t dilation = conv.options.dilation()->at(0);
-      int64_t padding = dilation * (conv.weight.size(2) / 2);
+      int64_t padding = padding_of(conv);
       auto weight = conv.weight.contiguous(), bias = conv.bias.contiguous();
       if (point == 0) {
         // The first convolution reads the image as 0..1 pixel values, which uint8 holds exactly, rather
         // than the normalised image, which one uint8 step rounds by up to about half a grey level (that
         // alone changed 1.5-2% of trained segnets' fp32 predictions): the normalisation moves into its
         // weights and bias, and forward() pads with each channel's mean, the normalised image's zero.
-        bias = bias - (weight * (m.mean / m.std)).sum({1, 2, 3});
-        weight = weight / m.std;
+        bias = bias - (weight * (mean / std)).sum({1, 2, 3});
+        weight = weight / std;
         m.image_padding = padding;
         padding = 0;
       }
@@ -348,6 +302,9 @@ QuantizedSegNet::QuantizedSegNet(const SegNet& model, const std::vector<Activati
     if (transposed) m.upsampled.push_back(input = quant_params(ranges[point++]));
     m.decoder.push_back(convs(stage->convs));
   }
+  const auto& classifier = *m.stages.classifier;
+  m.classifier.emplace(classifier.weight, classifier.bias,
+                       Int8ConvolutionOptions{input, std::nullopt, /*relu=*/false, padding_of(classifier), 1});
 }
 
 QuantizedSegNet::~QuantizedSegNet() = default;
@@ -363,10 +320,7 @@ torch::Tensor QuantizedSegNet::forward(const torch::Tensor& input) {
     }
     return q;
   };
-  const int64_t p = m.image_padding;
-  const auto image =
-      torch::constant_pad_nd(input.to(torch::kCPU, torch::kFloat), {p, p, p, p}).mul_(m.std).add_(m.mean);
-  auto q = quantize(image, kImage);
+  auto q = image_codes(input, m.norm, m.image_padding);
   std::vector<torch::Tensor> where;
   std::vector<std::vector<int64_t>> sizes;
   for (size_t s = 0; s < m.encoder.size(); ++s) {
@@ -374,20 +328,20 @@ torch::Tensor QuantizedSegNet::forward(const torch::Tensor& input) {
     q = run(m.encoder[s], q);
     sizes.push_back({q.size(2), q.size(3)});  // after the convolutions: the image comes padded
     torch::Tensor w;
-    std::tie(q, w) = max_pool(q);
+    std::tie(q, w) = int8_max_pool(q);
     where.push_back(w);
   }
   for (size_t i = 0; i < m.decoder.size(); ++i) {
     const size_t s = m.encoder.size() - 1 - i;
     RECORD_FUNCTION(stage_name("decoder", s), std::vector<c10::IValue>());
     auto* stage = m.stages.decoder[i];
-    if (stage->unpool) q = max_unpool(q, where[s], sizes[s]);
+    if (stage->unpool) q = int8_max_unpool(q, where[s], sizes[s]);
     else if (stage->upconv) q = quantize(stage->upsample(dequantized(q), {}, sizes[s]), m.upsampled[i]);
     else q = stage->upsample(q, {}, sizes[s]);  // bilinear: LibTorch's quantized kernel, same scale
     q = run(m.decoder[i], q);
   }
   RECORD_FUNCTION("classifier", std::vector<c10::IValue>());
-  return m.stages.classifier->forward(dequantized(q));
+  return m.classifier->forward(q);
 }
 
 CalibrationReport calibrate_checkpoint(const CheckpointCalibration& o) {
