@@ -1,8 +1,9 @@
 #pragma once
 // One convolution of int8 inference: uint8 activations, int8 weights per output channel, 32-bit sums,
-// bias, optional ReLU, uint8 output (or fp32, for the classifier's scores). It runs on oneDNN, the library LibTorch's own convolutions call,
-// directly rather than through LibTorch's quantized ops: on processors without VNNI those ops sum
-// pairs of products in 16 bits, which saturate, and were off by up to 24 output steps (Zen 3, 2026-12-06).
+// bias, optional ReLU, uint8 output (or fp32, for the classifier's scores). It runs on oneDNN, the
+// library LibTorch's own convolutions call, directly rather than through LibTorch's quantized ops: on
+// processors without VNNI those ops sum pairs of products in 16 bits, which saturate, and were off by
+// up to 24 output steps (Zen 3, 2026-12-06).
 #include <segnet/quantize.h>
 
 #include <torch/types.h>
