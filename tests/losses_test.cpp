@@ -2,11 +2,13 @@
 
 #include "train/losses.h"
 #include "python.h"
+#include "temp_dir.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <cmath>
+#include <fstream>
 
 using namespace segnet;
 using namespace segnet::test;
@@ -130,6 +132,57 @@ TEST(Losses, LovaszOfAPerfectPredictionIsZero) {
   const auto logits = 30 * F::one_hot(b.labels.clamp_max(4), 5).movedim(-1, 1).to(torch::kDouble);
   EXPECT_NEAR(lovasz_softmax_loss(logits, b.labels).item<double>(), 0.0, 1e-9);
   EXPECT_GT(lovasz_softmax_loss(-logits, b.labels).item<double>(), 0.9);
+}
+
+// Berman et al.'s reference algorithm (lovasz_softmax_flat, classes "present"), in PyTorch from Python: one
+// class at a time, its errors ordered by torch.sort. Enough pixels (1,536, 77 void) that every digit of
+// the radix sort varies. The gradient is compared in double, where no two errors tie; float gives the
+// same loss.
+TEST(Losses, LovaszMatchesTheReferenceAlgorithmFromPython) {
+  if (!python_has("torch")) GTEST_SKIP() << "/usr/bin/python3 has no torch: no reference from PyTorch";
+  TempDir dir;
+  torch::manual_seed(11);
+  const auto logits = (3 * torch::randn({2, 5, 24, 32}, torch::kDouble)).requires_grad_();
+  const auto labels = torch::randint(5, {2, 24, 32}, torch::kLong).masked_fill(torch::rand({2, 24, 32}) < 0.05, kIgnoreLabel);
+  labels.masked_fill_(labels == 3, 2);  // class 3 absent: the reference leaves it out of the mean
+  auto save = [&](const torch::Tensor& t, const char* name) {
+    std::ofstream((dir.path / name).string(), std::ios::binary)
+        .write(static_cast<const char*>(t.data_ptr()), static_cast<std::streamsize>(t.nbytes()));
+  };
+  save(logits.detach(), "z.bin");
+  save(labels, "y.bin");
+  const std::string d = dir.path.string() + "/";
+  const std::string script =
+      "import numpy, torch\n"
+      "z = torch.from_numpy(numpy.fromfile(\"" + d + "z.bin\", dtype=numpy.float64).reshape(2, 5, 24, 32)).requires_grad_()\n"
+      "y = torch.from_numpy(numpy.fromfile(\"" + d + "y.bin\", dtype=numpy.int64)).reshape(-1)\n"
+      "p = torch.softmax(z, 1).permute(0, 2, 3, 1).reshape(-1, 5)[y != 255]\n"
+      "y = y[y != 255]\n"
+      "losses = []\n"
+      "for c in range(5):\n"
+      "    fg = (y == c).double()\n"
+      "    if fg.sum() == 0: continue\n"
+      "    errors, perm = torch.sort((fg - p[:, c]).abs(), 0, descending=True)\n"
+      "    g = fg[perm]\n"
+      "    jaccard = 1 - (g.sum() - g.cumsum(0)) / (g.sum() + (1 - g).cumsum(0))\n"
+      "    jaccard[1:] = jaccard[1:] - jaccard[:-1].clone()\n"
+      "    losses.append(torch.dot(errors, jaccard))\n"
+      "loss = sum(losses) / len(losses)\n"
+      "loss.backward()\n"
+      "print(repr(float(loss)))\n"
+      "z.grad.numpy().tofile(\"" + d + "grad.bin\")\n";
+  const auto out = python_output(script);
+  ASSERT_TRUE(out) << script;
+  const double expected = std::stod(*out);
+  std::vector<double> reference_grad(logits.numel());
+  std::ifstream((dir.path / "grad.bin").string(), std::ios::binary)
+      .read(reinterpret_cast<char*>(reference_grad.data()), static_cast<std::streamsize>(reference_grad.size() * sizeof(double)));
+
+  const auto loss = lovasz_softmax_loss(logits, labels);
+  EXPECT_NEAR(loss.item<double>(), expected, 1e-12);
+  loss.backward();
+  EXPECT_TRUE(torch::allclose(logits.grad().reshape(-1), torch::tensor(reference_grad, torch::kDouble), 0, 1e-12));
+  EXPECT_NEAR(lovasz_softmax_loss(logits.detach().to(torch::kFloat), labels).item<double>(), expected, 1e-5);
 }
 
 TEST(Losses, SumsAreCrossEntropyPlusTheOther) {
