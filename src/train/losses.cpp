@@ -52,8 +52,9 @@ std::pair<torch::Tensor, torch::Tensor> valid_pixels(const torch::Tensor& logits
 }
 
 // Each row's order by decreasing value, by a stable LSD radix sort of the values' bits (non-negative
-// IEEE numbers order like their bit patterns; complemented, they order in reverse). torch::sort made
-// the Lovasz term cost three times as much as the rest of it.
+// IEEE numbers order like their bit patterns; complemented, they order in reverse). With torch::sort
+// the Lovasz term took 3.6x as long (292 against 81 ms forward and backward, 4 x 180 x 240 pixels,
+// 11 classes, one thread).
 template <typename Real, typename Bits>
 torch::Tensor radix_descending_order(const torch::Tensor& rows) {
   static_assert(sizeof(Real) == sizeof(Bits));
@@ -93,7 +94,7 @@ torch::Tensor radix_descending_order(const torch::Tensor& rows) {
   return order;
 }
 
-// `rows` C x P, non-negative.
+// The order of each row of `rows` (C x P, non-negative) by decreasing value.
 torch::Tensor descending_order(const torch::Tensor& rows) {
   if (rows.is_cpu() && rows.scalar_type() == torch::kFloat) return radix_descending_order<float, uint32_t>(rows);
   if (rows.is_cpu() && rows.scalar_type() == torch::kDouble) return radix_descending_order<double, uint64_t>(rows);
