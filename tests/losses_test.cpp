@@ -135,9 +135,9 @@ TEST(Losses, LovaszOfAPerfectPredictionIsZero) {
 }
 
 // Berman et al.'s reference algorithm (lovasz_softmax_flat, classes "present"), in PyTorch from Python: one
-// class at a time, its errors ordered by torch.sort. Enough pixels (1,536, 77 void) that every digit of
-// the radix sort varies. The gradient is compared in double, where no two errors tie; float gives the
-// same loss.
+// class at a time, its errors ordered by torch.sort. 1,536 pixels (83 void): in every class's row, each of
+// the radix sort's six 11-bit passes sees more than one digit. The gradient is compared in double, where
+// no two errors tie; float gives the same loss.
 TEST(Losses, LovaszMatchesTheReferenceAlgorithmFromPython) {
   if (!python_has("torch")) GTEST_SKIP() << "/usr/bin/python3 has no torch: no reference from PyTorch";
   TempDir dir;
