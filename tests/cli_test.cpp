@@ -902,6 +902,7 @@ TEST_F(CliRun, InfoSaysWhatACheckpointHoldsAndWritesItsMetadataAsJson) {
   EXPECT_EQ(j["epoch"], 1);
   EXPECT_EQ(j["optimizer"], "sgd");
   EXPECT_EQ(j["teacher"], false);
+  EXPECT_EQ(j["weight_average"], false);
   EXPECT_EQ(j["bytes"].get<uint64_t>(), fs::file_size(ck));
   SegNet fresh(SegNetOptions(Model::SegNetBasic, static_cast<int64_t>(classes.size())));
   EXPECT_EQ(j["parameters"].get<int64_t>(), parameter_count(*fresh));

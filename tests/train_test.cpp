@@ -77,20 +77,25 @@ TEST(Train, ShortTrainingLowersLossAndBeatsChance) {
   EXPECT_TRUE(fs::exists(dir.path / "run" / "best.pt"));
 }
 
-// An interrupted run resumed from last.pt ends with exactly the weights of an uninterrupted one.
+// An interrupted run resumed from last.pt ends with exactly the weights of an uninterrupted one, with
+// either optimizer, and with a weight average (whose last.pt also keeps the trained weights).
 // A first call with fewer --epochs stands in for the interruption; the constant schedule makes the
 // two calls' learning rates those of one run (poly is a function of --epochs).
 TEST(Train, ResumeEndsWithTheWeightsOfAnUninterruptedRun) {
   TempDir dir;
   synthesize_dataset({dir.path / "data", 15, {24, 32}, 3});
-  for (const Optimizer optimizer : {Optimizer::Sgd, Optimizer::Adam}) {
-    auto whole = tiny_run(dir.path / "data", dir.path / ("whole_" + to_string(optimizer)));
+  const std::vector<std::pair<Optimizer, double>> cases = {{Optimizer::Sgd, 0}, {Optimizer::Adam, 0}, {Optimizer::Sgd, 0.9}};
+  for (const auto& [optimizer, ema] : cases) {
+    const std::string name = to_string(optimizer) + (ema > 0 ? "_ema" : "");
+    auto whole = tiny_run(dir.path / "data", dir.path / ("whole_" + name));
     whole.optimizer = optimizer;
+    whole.model_ema_decay = ema;
     whole.lr_schedule = LrSchedule::Constant;
     train(whole);
 
-    auto first = tiny_run(dir.path / "data", dir.path / ("parts_" + to_string(optimizer)));
+    auto first = tiny_run(dir.path / "data", dir.path / ("parts_" + name));
     first.optimizer = optimizer;
+    first.model_ema_decay = ema;
     first.lr_schedule = LrSchedule::Constant;
     first.epochs = 1;
     train(first);
@@ -100,8 +105,64 @@ TEST(Train, ResumeEndsWithTheWeightsOfAnUninterruptedRun) {
     ASSERT_EQ(train(rest).size(), 1u);
 
     expect_same_weights(whole.out / "last.pt", rest.out / "last.pt");
-    EXPECT_EQ(count_lines(rest.out / "metrics.csv"), 3) << to_string(optimizer);
+    EXPECT_EQ(count_lines(rest.out / "metrics.csv"), 3) << name;
+    EXPECT_EQ(CheckpointReader(rest.out / "last.pt").has_trained(), ema > 0) << name;
   }
+}
+
+// With model_ema_decay, last.pt's model is the moving average of the weights training optimizes
+// (kept beside it), updated after each step with decay min(d, (1 + step) / (10 + step)), batch-norm
+// running statistics alike (the batch count is copied). One step per epoch, the run resumed epoch by
+// epoch: each last.pt gives the average before and the trained weights after a step.
+TEST(Train, ModelEmaSavesTheMovingAverageOfTheTrainedWeights) {
+  TempDir dir;
+  synthesize_dataset({dir.path / "data", 5, {24, 32}, 4});  // 4 training images: one step of 4
+  auto o = tiny_run(dir.path / "data", dir.path / "run");
+  o.model_ema_decay = 0.2;  // below (1 + step) / (10 + step) from step 2 on: both branches of the min
+  o.lr_schedule = LrSchedule::Constant;
+  o.epochs = 1;
+  train(o);
+  o.resume = true;
+  for (const int64_t step : {1, 2}) {
+    CheckpointReader before(o.out / "last.pt");
+    SegNet average = before.model();
+    o.epochs = step + 1;
+    ASSERT_EQ(train(o).size(), 1u);
+    CheckpointReader after(o.out / "last.pt");
+    SegNet now = after.model(), trained = after.model();
+    after.load_trained(trained);
+    const double d = step == 1 ? 2.0 / 11.0 : 0.2;
+    const auto averages = now->named_parameters(), previous = average->named_parameters();
+    bool trained_differs = false;  // or the check above proves nothing
+    for (const auto& p : trained->named_parameters()) {
+      const auto expected = d * previous[p.key()] + (1 - d) * p.value();
+      EXPECT_TRUE(torch::allclose(averages[p.key()], expected, 1e-6, 1e-7)) << "step " << step << " " << p.key();
+      trained_differs = trained_differs || !torch::equal(p.value(), previous[p.key()]);
+    }
+    EXPECT_TRUE(trained_differs) << "step " << step;
+    const auto buffers = now->named_buffers(), previous_buffers = average->named_buffers();
+    for (const auto& b : trained->named_buffers()) {
+      if (!b.value().is_floating_point()) {
+        EXPECT_TRUE(torch::equal(buffers[b.key()], b.value())) << b.key();
+        continue;
+      }
+      const auto expected = d * previous_buffers[b.key()] + (1 - d) * b.value();
+      EXPECT_TRUE(torch::allclose(buffers[b.key()], expected, 1e-6, 1e-7)) << "step " << step << " " << b.key();
+      EXPECT_FALSE(torch::equal(b.value(), previous_buffers[b.key()])) << "step " << step << " " << b.key();
+    }
+  }
+  auto resumed_without = o;
+  resumed_without.model_ema_decay = 0;
+  resumed_without.epochs = 4;
+  EXPECT_TRUE(contains(error_of([&] { train(resumed_without); }), "model_ema_decay")) << "a changed option is refused";
+}
+
+TEST(Train, ModelEmaDecayAtWarmsUpThenHoldsTheDecay) {
+  EXPECT_DOUBLE_EQ(model_ema_decay_at(0.999, 0), 0.1);
+  EXPECT_DOUBLE_EQ(model_ema_decay_at(0.999, 90), 0.91);
+  EXPECT_DOUBLE_EQ(model_ema_decay_at(0.999, 100000), 0.999);
+  EXPECT_DOUBLE_EQ(model_ema_decay_at(0.5, 3), 4.0 / 13.0);
+  EXPECT_DOUBLE_EQ(model_ema_decay_at(0.5, 10), 0.5);
 }
 
 // The library reports through its callbacks and writes nothing to the terminal itself.
@@ -156,6 +217,9 @@ TEST(Train, ValidateNamesTheOptionThatIsWrong) {
   bad = o;
   bad.pseudo.ema_decay = 1.0;
   EXPECT_EQ(option_of(bad), "pseudo.ema_decay");
+  bad = o;
+  bad.model_ema_decay = -0.5;
+  EXPECT_EQ(option_of(bad), "model_ema_decay");
   bad = o;
   bad.loss = Loss::BinaryCrossEntropy;  // a binary-only loss for a multi-class task
   EXPECT_EQ(option_of(bad), "loss");

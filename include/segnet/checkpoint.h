@@ -64,9 +64,11 @@ struct TrainState {
 nlohmann::json to_json(const ModelInfo& info, const TrainState& state);
 
 // Written to a temporary file beside `file`, then renamed over it: an existing file is never left
-// half-written. `optimizer` and `teacher` (the pseudo-label teacher) may be null.
+// half-written. `optimizer`, `teacher` (the pseudo-label teacher) and `trained` may be null; `trained`
+// is given when `model` is an average of the weights training optimizes (TrainOptions::model_ema_decay).
 void save_checkpoint(const std::filesystem::path& file, const ModelInfo& info, SegNet& model,
-                     const torch::optim::Optimizer* optimizer, const TrainState& state, SegNet* teacher = nullptr);
+                     const torch::optim::Optimizer* optimizer, const TrainState& state, SegNet* teacher = nullptr,
+                     SegNet* trained = nullptr);
 
 // One checkpoint file, read and verified once. Missing, truncated, damaged or foreign files, and
 // weights that do not fit the described model, are Errors naming the file.
@@ -77,9 +79,11 @@ class CheckpointReader {
   const ModelInfo& info() const { return info_; }
   const TrainState& state() const { return state_; }
   bool has_teacher() const { return has_teacher_; }
+  bool has_trained() const { return has_trained_; }  // model() is a weight average; these are what it averages
 
   SegNet model();  // built as `info` describes, on the CPU, in eval mode
   void load_teacher(SegNet& teacher);
+  void load_trained(SegNet& trained);
   void load_optimizer(torch::optim::Optimizer& optimizer);
 
  private:
@@ -88,6 +92,7 @@ class CheckpointReader {
   ModelInfo info_;
   TrainState state_;
   bool has_teacher_ = false;
+  bool has_trained_ = false;
 };
 
 struct Checkpoint {

@@ -131,6 +131,13 @@ struct TrainOptions {
   // oscillating (validation mIoU at a constant rate swings by several points between epochs).
   LrSchedule lr_schedule = LrSchedule::Poly;
   double weight_decay = 5e-4;
+  // In [0, 1); 0 = off. Otherwise what is validated and saved as the model (last.pt, best.pt) is an
+  // exponential moving average of the trained weights, average = d * average + (1 - d) * trained after
+  // every optimizer step, with d = min(model_ema_decay, (1 + step) / (10 + step)) so that the random
+  // start is soon forgotten; batch-norm running statistics are averaged alike (copying the trained
+  // model's scored lower on CamVid). Validation mIoU swings by points between epochs; the average
+  // follows the trend. last.pt also keeps the trained weights, to resume.
+  double model_ema_decay = 0;
   ClassWeights class_weights = ClassWeights::median_frequency();
   std::optional<int64_t> num_classes;  // required without classes.csv (multi-class)
   std::optional<int64_t> void_label;   // default: num_classes and 255; 0: classes are stored from 1

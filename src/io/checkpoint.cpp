@@ -136,15 +136,17 @@ nlohmann::json to_json(const ModelInfo& info, const TrainState& state) {
 }
 
 void save_checkpoint(const std::filesystem::path& file, const ModelInfo& info, SegNet& model,
-                     const torch::optim::Optimizer* optimizer, const TrainState& state, SegNet* teacher) {
-  torch::serialize::OutputArchive root, weights;
-  model->save(weights);
-  root.write("model", weights);
-  if (teacher) {
-    torch::serialize::OutputArchive teacher_weights;
-    (*teacher)->save(teacher_weights);
-    root.write("teacher", teacher_weights);
-  }
+                     const torch::optim::Optimizer* optimizer, const TrainState& state, SegNet* teacher,
+                     SegNet* trained) {
+  torch::serialize::OutputArchive root;
+  const auto write_weights = [&](const char* key, SegNet& m) {
+    torch::serialize::OutputArchive weights;
+    m->save(weights);
+    root.write(key, weights);
+  };
+  write_weights("model", model);
+  if (teacher) write_weights("teacher", *teacher);
+  if (trained) write_weights("trained", *trained);
   if (optimizer) {
     torch::serialize::OutputArchive optim;
     optimizer->save(optim);
@@ -189,6 +191,7 @@ CheckpointReader::CheckpointReader(std::filesystem::path file) : file_(std::move
   }
   const auto keys = archive_.keys();
   has_teacher_ = std::find(keys.begin(), keys.end(), "teacher") != keys.end();
+  has_trained_ = std::find(keys.begin(), keys.end(), "trained") != keys.end();
   try {
     validate(info_.options());
   } catch (const OptionError& e) {
@@ -237,6 +240,10 @@ SegNet CheckpointReader::model() {
 
 void CheckpointReader::load_teacher(SegNet& teacher) {
   load_weights(archive_, "teacher", teacher, file_, "this model");
+}
+
+void CheckpointReader::load_trained(SegNet& trained) {
+  load_weights(archive_, "trained", trained, file_, "this model");
 }
 
 void CheckpointReader::load_optimizer(torch::optim::Optimizer& optimizer) {

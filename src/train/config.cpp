@@ -78,6 +78,7 @@ nlohmann::json options_to_json(const TrainOptions& o) {
           {"lr", optional_value(o.lr)},
           {"lr_schedule", to_string(o.lr_schedule)},
           {"weight_decay", o.weight_decay},
+          {"model_ema_decay", o.model_ema_decay},
           {"class_weights", class_weights},
           {"num_classes", optional_value(o.num_classes)},
           {"void_label", optional_value(o.void_label)},
@@ -140,6 +141,7 @@ TrainOptions options_from_json(const nlohmann::json& options, TrainOptions o) {
   optional("lr", o.lr);
   if (options.contains("lr_schedule")) o.lr_schedule = choice_of<LrSchedule>(options, "lr_schedule");
   read(options, "weight_decay", o.weight_decay);
+  read(options, "model_ema_decay", o.model_ema_decay);
   if (options.contains("class_weights")) {
     const auto& w = options.at("class_weights");
     const auto kind = w.is_string() ? choice_from_name<ClassWeights::Kind>(w.get<std::string>()) : std::nullopt;

@@ -64,6 +64,9 @@ CheckpointReader RunDirectory::resume(const TrainOptions& o) const {
   if (ck.has_teacher() != !o.pseudo.unlabeled.empty())
     throw Error(last(), ck.has_teacher() ? "is a pseudo-label run: resume it with its unlabelled images"
                                          : "holds no pseudo-label teacher: the run was not started with unlabelled images");
+  if (ck.has_trained() != (o.model_ema_decay > 0))
+    throw Error(last(), ck.has_trained() ? "averages its weights: resume it with its model_ema_decay"
+                                         : "holds no weight average: the run was started without model_ema_decay");
   return ck;
 }
 
@@ -75,13 +78,13 @@ void RunDirectory::rewind(int64_t epoch, int64_t epochs, int64_t patience) const
 }
 
 void RunDirectory::record(const EpochRecord& r, const ModelInfo& info, const TrainState& state, SegNet& model,
-                          const torch::optim::Optimizer& optimizer, SegNet* teacher) const {
+                          const torch::optim::Optimizer& optimizer, SegNet* teacher, SegNet* trained) const {
   const bool fresh = !std::filesystem::exists(metrics());
   std::ofstream out(metrics(), std::ios::app);
   if (fresh) out << kCsvHeader << '\n';
   out << format_row(r) << '\n';
   if (!out.flush()) throw Error(metrics(), "cannot append");
-  save_checkpoint(last(), info, model, &optimizer, state, teacher);
+  save_checkpoint(last(), info, model, &optimizer, state, teacher, trained);
   if (r.best) save_checkpoint(best(), info, model, nullptr, state);
   // curves.png from the whole file, so that a resumed run's earlier epochs are in it.
   draw_training_curves(read_metrics_csv(metrics()), curves_path(folder_));

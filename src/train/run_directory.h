@@ -21,15 +21,16 @@ class RunDirectory {
   void create(const nlohmann::json& config) const;
   // The run to continue: last.pt, checked against `options` (every option of config.json where the run
   // has one, and the number of processes; model, task, decoder, dilation, optimizer, pseudo-labels in
-  // any case). Changes nothing.
+  // any case, and whether it averages the weights). Changes nothing.
   CheckpointReader resume(const TrainOptions& options) const;
   // Before a resumed run goes on from `epoch`: metrics.csv loses rows of later epochs, and config.json
   // records the new epoch count and patience.
   void rewind(int64_t epoch, int64_t epochs, int64_t patience) const;
 
   // Appends the epoch's row, saves last.pt and, when `record.best`, best.pt, and redraws curves.png.
+  // `teacher` and `trained` (the weights `model` averages) go into last.pt alone; either may be null.
   void record(const EpochRecord& record, const ModelInfo& info, const TrainState& state, SegNet& model,
-              const torch::optim::Optimizer& optimizer, SegNet* teacher) const;
+              const torch::optim::Optimizer& optimizer, SegNet* teacher, SegNet* trained) const;
 
   std::filesystem::path last() const { return folder_ / "last.pt"; }
   std::filesystem::path best() const { return folder_ / "best.pt"; }

@@ -16,6 +16,10 @@ double rampup(double progress_epochs, int64_t rampup_epochs) {
   return std::exp(-5.0 * (1.0 - t) * (1.0 - t));
 }
 
+double model_ema_decay_at(double decay, int64_t step) {
+  return std::min(decay, (1.0 + double(step)) / (10.0 + double(step)));
+}
+
 uint64_t epoch_seed(uint64_t seed, int64_t epoch) { return seed * 1000003 + static_cast<uint64_t>(epoch); }
 
 }  // namespace segnet

@@ -69,11 +69,13 @@ torch::Tensor pseudo_label_loss(SegNet& student, PseudoLabelStep& p, const Batch
   return p.weight * share * segmentation_loss(logits.to(torch::kFloat), strong.labels, unweighted);
 }
 
-void ema_update(SegNet& teacher, SegNet& student, double decay) {
+void ema_update(SegNet& average, SegNet& model, double decay, bool average_statistics) {
   torch::NoGradGuard no_grad;
-  auto params = student->named_parameters(), buffers = student->named_buffers();
-  for (auto& p : teacher->named_parameters()) p.value().mul_(decay).add_(params[p.key()], 1.0 - decay);
-  for (auto& b : teacher->named_buffers()) b.value().copy_(buffers[b.key()]);
+  auto params = model->named_parameters(), buffers = model->named_buffers();
+  for (auto& p : average->named_parameters()) p.value().mul_(decay).add_(params[p.key()], 1.0 - decay);
+  for (auto& b : average->named_buffers())
+    if (average_statistics && b.value().is_floating_point()) b.value().mul_(decay).add_(buffers[b.key()], 1.0 - decay);
+    else b.value().copy_(buffers[b.key()]);
 }
 
 PseudoLabelTeacher::PseudoLabelTeacher(const PseudoLabelOptions& options, BatchLoader unlabeled, SegNet teacher,

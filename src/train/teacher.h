@@ -28,8 +28,10 @@ struct PseudoLabelStep {
 torch::Tensor pseudo_label_loss(SegNet& student, PseudoLabelStep& step, const Batch& labeled, const Objective& objective,
                                 Precision precision, torch::Device device);
 
-// teacher = decay * teacher + (1 - decay) * student; buffers (batch-norm statistics) copied.
-void ema_update(SegNet& teacher, SegNet& student, double decay);
+// average = decay * average + (1 - decay) * model, per weight. Batch-norm running statistics are
+// averaged the same way when `average_statistics` (the weight average of TrainOptions::model_ema_decay),
+// else copied from `model` (the teacher); the batch counts are copied.
+void ema_update(SegNet& average, SegNet& model, double decay, bool average_statistics);
 
 // The stream of unlabelled batches and lambda's ramp, for train(). The unlabelled loader has the
 // labelled one's slots, so that every micro-batch has an unlabelled micro-batch of its own.
@@ -43,7 +45,7 @@ class PseudoLabelTeacher {
   // `progress_epochs` (fractional epochs done).
   std::vector<PseudoLabelStep>& begin_step(double progress_epochs);
   // After the optimizer step: the teacher moves towards the student (ema_update).
-  void follow(SegNet& student) { ema_update(teacher_, student, options_.ema_decay); }
+  void follow(SegNet& student) { ema_update(teacher_, student, options_.ema_decay, /*average_statistics=*/false); }
   SegNet& model() { return teacher_; }
 
  private:

@@ -175,7 +175,7 @@ struct EpochResult {
 
 EpochResult train_epoch(const TrainOptions& o, int64_t epoch, SegNet& model, torch::optim::Optimizer& optimizer,
                         const BatchLoader& loader, const Objective& objective, DataParallel& parallel,
-                        PseudoLabelTeacher* teacher, const TrainCallbacks& callbacks) {
+                        PseudoLabelTeacher* teacher, SegNet average, const TrainCallbacks& callbacks) {
   const auto start = std::chrono::steady_clock::now();
   const double allreduce_before = parallel.wait_seconds();
   const uint64_t seed = epoch_seed(o.seed, epoch);
@@ -185,12 +185,14 @@ EpochResult train_epoch(const TrainOptions& o, int64_t epoch, SegNet& model, tor
   EpochResult r;
   auto batches = loader.epoch(seed);
   for (LoaderStep step; batches.next(step);) {
-    const double lr = scheduled_lr(o.lr_schedule, base_lr(o), (epoch - 1) * steps + r.steps, o.epochs * steps);
+    const int64_t done = (epoch - 1) * steps + r.steps;  // optimizer steps before this one
+    const double lr = scheduled_lr(o.lr_schedule, base_lr(o), done, o.epochs * steps);
     for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
     auto* pseudo = teacher ? &teacher->begin_step(epoch - 1 + double(r.steps) / steps) : nullptr;
     const auto totals = train_step(model, optimizer, step, objective, o.precision, o.device, parallel,
                                    seed * 7919 + static_cast<uint64_t>(r.steps), pseudo);
     if (teacher) teacher->follow(model);
+    if (average) ema_update(average, model, model_ema_decay_at(o.model_ema_decay, done), /*average_statistics=*/true);
     if (!std::isfinite(totals.loss))
       throw Error("training diverged (loss " + std::to_string(totals.loss) + "); lower the learning rate");
     r.confident_sum += totals.confident_fraction;
@@ -249,6 +251,7 @@ void validate(const TrainOptions& o) {
   if (o.lr && !(*o.lr > 0 && std::isfinite(*o.lr))) throw OptionError("lr", "must be positive and finite");
   if (!(o.weight_decay >= 0 && std::isfinite(o.weight_decay)))
     throw OptionError("weight_decay", "must be finite and at least 0");
+  if (!(o.model_ema_decay >= 0 && o.model_ema_decay < 1)) throw OptionError("model_ema_decay", "must be in [0, 1)");
   if (o.loss && !loss_fits(*o.loss, o.task))
     throw OptionError("loss", "'" + to_string(*o.loss) + "' does not train a " + to_string(o.task) +
                                   " task (" + to_string(o.task) + ": " + losses_for(o.task) + ")");
@@ -342,6 +345,15 @@ std::vector<EpochRecord> train(const TrainOptions& o, const TrainCallbacks& call
   SegNet& model = start.model;
   state.optimizer = o.optimizer;
   const LabelSpec spec = info.label_spec();
+  // With model_ema_decay, `average` is what is validated and saved as the model, `model` what the
+  // optimizer trains (a resumed run's "model" is the average; its "trained" weights go on training).
+  SegNet average{nullptr};
+  if (o.model_ema_decay > 0) {
+    average = copy_model(model);
+    if (last) last->load_trained(model);
+    average->to(o.device);
+    to_memory_format(*average, fastest_memory_format(o.device, o.precision));
+  }
   model->to(o.device);
   to_memory_format(*model, fastest_memory_format(o.device, o.precision));
   DataParallel parallel(model, group.get(), o.accumulate, o.distributed);
@@ -377,15 +389,16 @@ std::vector<EpochRecord> train(const TrainOptions& o, const TrainCallbacks& call
   for (int64_t epoch = state.epoch + 1; epoch <= o.epochs && !stalled(); ++epoch) {
     const auto start_time = std::chrono::steady_clock::now();
     const EpochResult e =
-        train_epoch(o, epoch, model, *optimizer, loader, objective, parallel, teacher ? &*teacher : nullptr, callbacks);
+        train_epoch(o, epoch, model, *optimizer, loader, objective, parallel, teacher ? &*teacher : nullptr, average, callbacks);
     EpochRecord r = record_of(epoch, e, seconds_since(start_time), teacher.has_value());
+    SegNet& saved = average ? average : model;
     if (!val_samples.empty())
-      score(r, Segmenter(info, model, o.device, SegmenterOptions{o.precision}), val_samples, spec, group.get());
+      score(r, Segmenter(info, saved, o.device, SegmenterOptions{o.precision}), val_samples, spec, group.get());
     r.seconds = seconds_since(start_time);
     r.best = val_samples.empty() || r.miou > state.best_miou;
     state.epoch = epoch;
     if (r.best) state.best_miou = r.miou, state.best_epoch = epoch;
-    if (writer) run.record(r, info, state, model, *optimizer, teacher ? &teacher->model() : nullptr);
+    if (writer) run.record(r, info, state, saved, *optimizer, teacher ? &teacher->model() : nullptr, average ? &model : nullptr);
     if (callbacks.epoch) callbacks.epoch(r);
     records.push_back(r);
   }

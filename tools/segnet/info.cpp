@@ -84,6 +84,7 @@ void run_info(const InfoArgs& a) {
   line("optimizer", state.optimizer ? to_string(*state.optimizer) + " state: training can resume from it"
                                     : "none: weights only (fine-tune with --init)");
   if (reader.has_teacher()) line("teacher", "the pseudo-label teacher's weights too");
+  if (reader.has_trained()) line("weights", "a moving average of the trained weights, which it keeps too");
   line("int8", info.activation_ranges.empty()
                    ? "not calibrated (segnet calibrate)"
                    : "calibrated: " + std::to_string(info.activation_ranges.size()) + " activation ranges");
@@ -99,6 +100,7 @@ void run_info(const InfoArgs& a) {
   j["bytes"] = bytes;
   j["parameters"] = parameters;
   j["teacher"] = reader.has_teacher();
+  j["weight_average"] = reader.has_trained();
   write_text(a.json, j.dump(2) + "\n");
   std::printf("wrote %s\n", a.json.c_str());
 }

@@ -207,6 +207,10 @@ void add_training_flags(CLI::App* cmd, TrainArgs& a) {
   cmd->add_option("--lr", t.lr, "learning rate (default 0.01 sgd, 0.001 adam)");
   add_choice(cmd, "--lr-schedule", t.lr_schedule, "poly decays to 0 over --epochs");
   cmd->add_option("--weight-decay", t.weight_decay, "L2 penalty on the weights, through the optimizer")->capture_default_str();
+  cmd->add_option("--model-ema-decay", t.model_ema_decay,
+                  "validate and save an exponential moving average of the weights, with this decay per step "
+                  "(e.g. 0.999); 0: the trained weights themselves")
+      ->capture_default_str();
   cmd->add_option("--class-weights", a.class_weights, "median | none | FILE of weights")->capture_default_str();
   cmd->add_option("--num-classes", t.num_classes, "needed when the dataset has no classes.csv");
   cmd->add_option("--void-label", t.void_label, "label value to ignore (default: classes and 255; 0: classes stored from 1)");
